@@ -1,0 +1,106 @@
+"""The ``lenet-course`` command: doctor, data, run, store, exercises."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+    return 0 if report() else 1
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    from .data import download_mnist
+    folder = download_mnist(args.data_dir, args.mirror or None)
+    print(f"Full MNIST is in {folder}; lessons with DATA='auto' now use it.")
+    return 0
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+    from .data import default_data_dir, find_mnist, load_mnist
+    folder = Path(args.data_dir) if args.data_dir else default_data_dir()
+    print(f"MNIST folder: {folder} ({'complete' if find_mnist(folder) else 'full MNIST not there'})")
+    for source in ("mnist", "sample") if find_mnist(folder) else ("sample",):
+        data = load_mnist(source, folder, verbose=False)
+        counts = np.bincount(data.train_labels, minlength=10)
+        print(f"{source}: {len(data.train_labels):,} training and {len(data.test_labels):,} test digits; "
+              f"training digits per class {counts.min():,}-{counts.max():,}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_course
+    runs = run_course(args.notebooks, args.output, fast=args.fast, data=args.data, data_dir=args.data_dir,
+                      only=args.only or (), html_pages=not args.no_html)
+    width = max(len(r.notebook) for r in runs)
+    for r in runs:
+        print(f"{r.notebook:<{width}}  {r.status:<7} {r.seconds:7.1f} s")
+    print(f"All {len(runs)} lessons ran in {sum(r.seconds for r in runs):.1f} s; "
+          f"results in {args.output}/ (open index.html).")
+    return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    from .runner import store_outputs
+    for notebook in args.notebooks:
+        print(f"executing {notebook} ...", flush=True)
+        store_outputs(notebook)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lenet-course", description="LeNet-5, layer by layer: the course's command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="check Python, packages, Jupyter kernel, data and device")
+    p.set_defaults(func=_doctor)
+
+    data = sub.add_parser("data", help="download full MNIST or show what data is available")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = data_sub.add_parser("download", help="download the four official MNIST files (checksummed)")
+    p.add_argument("--data-dir", help="target folder (default: $LENET_COURSE_DATA or ~/.cache/lenet-course/mnist)")
+    p.add_argument("--mirror", action="append", metavar="URL", help="base URL to try (repeatable; default: public mirrors)")
+    p.set_defaults(func=_data_download)
+    p = data_sub.add_parser("info", help="which data the lessons will use")
+    p.add_argument("--data-dir", help="folder with the four MNIST files")
+    p.set_defaults(func=_data_info)
+
+    p = sub.add_parser("run", help="execute every lesson in order and write the results")
+    p.add_argument("--fast", action="store_true", help="the CI profile: offline sample, fewest epochs, smallest grids")
+    p.add_argument("--data", choices=("auto", "sample", "mnist"), help="data for every lesson (default: auto; sample with --fast)")
+    p.add_argument("--data-dir", help="folder with the four MNIST files")
+    p.add_argument("--output", default="build", help="folder for executed notebooks and the summary (default: build)")
+    p.add_argument("--notebooks", help="folder of lessons (default: the course's notebooks/)")
+    p.add_argument("--only", nargs="+", metavar="NN", help="run only these lessons, e.g. --only 00 03")
+    p.add_argument("--no-html", action="store_true", help="skip rendering the executed notebooks as HTML")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("store", help="(maintainers) execute notebooks in place so their stored outputs are current")
+    p.add_argument("notebooks", nargs="+", type=Path)
+    p.set_defaults(func=_store)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lenet-course``; returns the exit status."""
+    from .data import DataError
+    from .runner import CourseError
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, CourseError) as exc:
+        print(f"lenet-course: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lenet-course: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The lenet-course command: usage errors, doctor, data info."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lenet_course.cli import main
+
+
+@pytest.mark.parametrize("argv", [[], ["bogus"], ["run", "--data", "imagenet"], ["data"], ["run", "--only"]])
+def test_bad_arguments_give_a_usage_message_not_a_traceback(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: lenet-course" in err and "Traceback" not in err
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "lenet-course"  # installed beside this Python by pip
+    assert exe.is_file(), f"{exe} is missing: pip install -e ."
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("doctor", "data", "run"):
+        assert command in result.stdout
+
+
+def test_doctor_reports_ok_lines_and_exit_status(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "[FAIL]" not in out
+    for item in ("Python", "torch", "papermill", "Jupyter kernel", "offline sample", "device"):
+        assert f"[OK]   {item}:" in out
+
+
+def test_doctor_fails_on_a_missing_package(monkeypatch, capsys):
+    import importlib.metadata as md
+    real = md.version
+
+    def version(name):
+        if name == "papermill":
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(md, "version", version)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] papermill: missing" in out and "pip install" in out
+
+
+def test_data_info_names_the_sample_when_full_mnist_is_absent(tmp_path, capsys):
+    assert main(["data", "info", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "full MNIST not there" in out
+    assert "sample: 4,000 training and 1,000 test digits" in out
+
+
+def test_download_failure_is_an_error_message_and_exit_1(tmp_path, capsys):
+    # Port 9 on the loopback interface: nothing listens, the connection is refused at once.
+    code = main(["data", "download", "--data-dir", str(tmp_path), "--mirror", "http://127.0.0.1:9/"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lenet-course: error:") and "127.0.0.1:9" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
