@@ -1,4 +1,4 @@
-"""Pictures for the lessons: digit grids, class balance, pixel histograms.
+"""Pictures for the lessons: image grids (digits, kernels, feature maps), class balance, histograms.
 
 Every function draws into a new, modestly sized figure and returns it, so notebooks stay small;
 nothing here touches matplotlib's global settings.
@@ -10,20 +10,28 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["digit_grid", "class_balance", "pixel_histograms"]
+__all__ = ["image_grid", "class_balance", "pixel_histograms"]
 
 
-def digit_grid(images: np.ndarray, labels: Sequence[int] | None = None, *, cols: int = 10,
-               title: str | None = None, cmap: str = "gray_r", scale: float = 0.6):
-    """Show ``images`` ``(N, H, W)`` in a grid, each titled with its label when given."""
-    images = np.asarray(images)
+def image_grid(images, labels: Sequence | None = None, *, cols: int = 10, title: str | None = None,
+               cmap: str = "gray_r", symmetric: bool = False, scale: float = 0.6):
+    """Show ``images`` ``(N, H, W)`` (digits, kernels, feature maps) in a grid, one colour scale for all.
+
+    ``labels`` titles each image; ``symmetric=True`` centres the colour scale on 0 (use it with a
+    diverging ``cmap`` such as ``"RdBu_r"`` for weights, where the sign matters). Accepts numpy
+    arrays or torch tensors.
+    """
+    images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
     if images.ndim != 3:
-        raise ValueError(f"digit_grid expects images of shape (N, H, W), got {images.shape}")
+        raise ValueError(f"image_grid expects images of shape (N, H, W), got {images.shape}")
     n = len(images)
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * scale, rows * scale * 1.15), squeeze=False)
     vmin, vmax = float(images.min()), float(images.max())
+    if symmetric:
+        vmax = max(abs(vmin), abs(vmax)) or 1.0
+        vmin = -vmax
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
