@@ -1,4 +1,4 @@
-"""The ``lenet-course`` command: doctor, data, run, store, exercises."""
+"""The ``lenet-course`` command: doctor, data, run, exercises, store."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +54,21 @@ def _store(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exercises_build(args: argparse.Namespace) -> int:
+    from .exercises import build
+    from .runner import repo_root
+    for path in build(args.solutions or repo_root() / "solutions", args.exercises or repo_root() / "exercises"):
+        print(path)
+    return 0
+
+
+def _exercises_check(args: argparse.Namespace) -> int:
+    from .exercises import format_report, grade, reports_to_json
+    reports = grade(args.notebooks, timeout=args.timeout)
+    print(reports_to_json(reports) if args.json else format_report(reports))
+    return 0 if all(r.all_passed for r in reports) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lenet-course", description="LeNet-5, layer by layer: the course's command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="skip rendering the executed notebooks as HTML")
     p.set_defaults(func=_run)
 
+    ex = sub.add_parser("exercises", help="generate exercise notebooks, or grade a learner's notebooks")
+    ex_sub = ex.add_subparsers(dest="exercises_command", required=True, metavar="ACTION")
+    p = ex_sub.add_parser("build", help="generate exercises/ from solutions/ (the single source)")
+    p.add_argument("--solutions", type=Path, help="folder of solution notebooks (default: the course's solutions/)")
+    p.add_argument("--exercises", type=Path, help="folder to write (default: the course's exercises/)")
+    p.set_defaults(func=_exercises_build)
+    p = ex_sub.add_parser("check", help="run notebooks and report each exercise: passed, failed, not attempted, missing")
+    p.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
+    p.add_argument("--timeout", type=int, default=60, help="seconds each cell may run (default: 60)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (for grading a folder)")
+    p.set_defaults(func=_exercises_check)
+
     p = sub.add_parser("store", help="(maintainers) execute notebooks in place so their stored outputs are current")
     p.add_argument("notebooks", nargs="+", type=Path)
     p.set_defaults(func=_store)
@@ -90,11 +117,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lenet-course``; returns the exit status."""
     from .data import DataError
+    from .exercises import ExerciseError
     from .runner import CourseError
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, CourseError) as exc:
+    except (DataError, CourseError, ExerciseError) as exc:
         print(f"lenet-course: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

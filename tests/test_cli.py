@@ -65,3 +65,19 @@ def test_download_failure_is_an_error_message_and_exit_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("lenet-course: error:") and "127.0.0.1:9" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_exercises_check_exit_status_and_json(tmp_path, capsys):
+    import json
+    from lenet_course.runner import repo_root
+    assert main(["exercises", "check", str(repo_root() / "solutions" / "00_data.ipynb"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["all_passed"] is True
+    assert {e["status"] for nb in report["notebooks"] for e in nb["exercises"]} == {"passed"}
+    assert main(["exercises", "check", str(repo_root() / "exercises" / "00_data.ipynb")]) == 1
+    assert "[TODO] 00.1" in capsys.readouterr().out
+    broken = tmp_path / "00_broken.ipynb"
+    broken.write_text("{not json")
+    assert main(["exercises", "check", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert str(broken) in err and "Traceback" not in err
