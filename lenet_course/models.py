@@ -116,16 +116,19 @@ class LeNet5(nn.Module):
         if config.init == "paper":
             init_paper_(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, 1, 32, 32)`` -> ``(N, 10)``: RBF distances (smaller = better) or logits."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 1, 32, 32)`` -> F6's state ``(N, 84)``, the input of the output layer."""
         _check_images(x)
         x = self.act(self.c1(x))             # (N, 6, 28, 28)
         x = self.pool_act(self.s2(x))        # (N, 6, 14, 14)
         x = self.act(self.c3(x))             # (N, 16, 10, 10)
         x = self.pool_act(self.s4(x))        # (N, 16, 5, 5)
         x = self.act(self.c5(x))             # (N, 120, 1, 1)
-        x = self.act(self.f6(x.flatten(1)))  # (N, 84)
-        return self.output(x)                # (N, 10)
+        return self.act(self.f6(x.flatten(1)))  # (N, 84)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 1, 32, 32)`` -> ``(N, 10)``: RBF distances (smaller = better) or logits."""
+        return self.output(self.features(x))  # (N, 10)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, 32, 32)`` -> ``(N, 10)``, larger = more likely: logits, or minus the RBF distances."""
