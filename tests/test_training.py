@@ -1,0 +1,191 @@
+"""Training: the loop learns, resumes exactly, rejects bad checkpoints; the losses and SDLM."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from lenet_course.data import load_mnist
+from lenet_course.losses import MAP_J, map_criterion, mse_criterion
+from lenet_course.models import lenet5
+from lenet_course.training import (SDLM, CheckpointError, TrainConfig, evaluate, fit, gauss_newton_diagonal,
+                                   load_checkpoint, prepare, resolve_device, train)
+
+
+@pytest.fixture(scope="module")
+def small():
+    data = load_mnist("sample", verbose=False)
+    return prepare(data.train_images[:512], data.train_labels[:512]), prepare(data.test_images[:256], data.test_labels[:256])
+
+
+def _model(variant, seed=0):
+    torch.manual_seed(seed)
+    return lenet5(variant).to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("variant, config", [
+    ("modern", TrainConfig(epochs=3, batch_size=64, lr=3e-3, schedule="constant")),
+    ("paper", TrainConfig(epochs=3, batch_size=64, lr=3e-3, schedule="constant")),  # the MAP criterion
+    ("paper", TrainConfig(epochs=3, batch_size=1, optimizer="sdlm", schedule="paper", hessian_samples=64)),
+])
+def test_a_short_run_lowers_the_loss(small, variant, config):
+    (x, y), test = small
+    model = _model(variant)
+    before = evaluate(model, x, y)
+    history = fit(model, (x, y), config, test_data=test, progress=False)
+    after = evaluate(model, x, y)
+    assert after["loss"] < 0.7 * before["loss"]
+    assert after["error"] < before["error"]
+    assert history.epoch == [1, 2, 3] and len(history.test_error) == 3 and all(s > 0 for s in history.seconds)
+
+
+def test_resumed_run_ends_with_the_same_parameters(small, tmp_path):
+    (x, y), _ = small
+    config = TrainConfig(epochs=3, batch_size=128, lr=3e-3)
+    straight = _model("paper")
+    fit(straight, (x, y), config, progress=False)
+
+    resumed = _model("paper")
+    ckpt = tmp_path / "run.pt"
+    fit(resumed, (x, y), dataclasses.replace(config, epochs=3), checkpoint=ckpt, progress=False)
+    # simulate an interruption after pass 1: train a fresh model for one pass, then resume to 3
+    interrupted = _model("paper")
+    ckpt2 = tmp_path / "interrupted.pt"
+
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def step_then_stop(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 4 + 2:  # pass 1 has 4 batches; die in the middle of pass 2
+            raise Stop
+        return real_step(self, *a, **k)
+
+    torch.optim.AdamW.step = step_then_stop
+    try:
+        with pytest.raises(Stop):
+            fit(interrupted, (x, y), config, checkpoint=ckpt2, progress=False)
+    finally:
+        torch.optim.AdamW.step = real_step
+    assert load_checkpoint(ckpt2)["history"]["epoch"] == [1]
+    again = _model("paper", seed=123)  # different start: everything must come from the checkpoint
+    history = fit(again, (x, y), config, checkpoint=ckpt2, resume=True, progress=False)
+    assert history.epoch == [1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(resumed.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_truncated_or_corrupt_checkpoints_are_clear_errors(small, tmp_path):
+    (x, y), _ = small
+    ckpt = tmp_path / "run.pt"
+    fit(_model("modern"), (x, y), TrainConfig(epochs=1, batch_size=256), checkpoint=ckpt, progress=False)
+    data = ckpt.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"<html>503 Service Unavailable</html>")
+    for bad in (truncated, garbage):
+        with pytest.raises(CheckpointError, match="truncated or corrupt") as err:
+            fit(_model("modern"), (x, y), TrainConfig(epochs=2, batch_size=256), checkpoint=bad, resume=True,
+                progress=False)
+        assert str(bad) in str(err.value)
+
+
+def test_resume_refuses_another_model_or_other_settings(small, tmp_path):
+    (x, y), _ = small
+    ckpt = tmp_path / "run.pt"
+    fit(_model("modern"), (x, y), TrainConfig(epochs=1, batch_size=256, schedule="constant", lr=1e-3),
+        checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match="saved for a model"):
+        fit(_model("paper"), (x, y), TrainConfig(epochs=2, batch_size=256, schedule="constant", lr=1e-3),
+            checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="other training settings"):
+        fit(_model("modern"), (x, y), TrainConfig(epochs=2, batch_size=128, schedule="constant", lr=1e-3),
+            checkpoint=ckpt, resume=True, progress=False)
+    # more passes with the same settings is a legitimate resume
+    history = fit(_model("modern"), (x, y), TrainConfig(epochs=2, batch_size=256, schedule="constant", lr=1e-3),
+                  checkpoint=ckpt, resume=True, progress=False)
+    assert history.epoch == [1, 2]
+
+
+def test_train_is_seeded_and_leaves_the_global_rng_alone(small):
+    data = load_mnist("sample", verbose=False)
+    data = dataclasses.replace(data, train_images=data.train_images[:256], train_labels=data.train_labels[:256],
+                               test_images=data.test_images[:128], test_labels=data.test_labels[:128])
+    state = torch.get_rng_state()
+    config = TrainConfig(epochs=1, batch_size=64, device="cpu", seed=7)
+    a, ha = train("modern", data, config, progress=False)
+    b, hb = train("modern", data, config, progress=False)
+    assert torch.equal(state, torch.get_rng_state())
+    assert ha.train_loss == hb.train_loss
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_mse_and_map_criteria_match_the_paper_formulas():
+    y = torch.tensor([[1.0, 5.0, 9.0], [4.0, 0.5, 2.0]])
+    t = torch.tensor([0, 2])
+    assert mse_criterion(y, t).item() == pytest.approx((1.0 + 2.0) / 2)
+    j = MAP_J
+    expected = ((1.0 + torch.log(torch.exp(torch.tensor(-j)) + torch.exp(-y[0]).sum()))
+                + (2.0 + torch.log(torch.exp(torch.tensor(-j)) + torch.exp(-y[1]).sum()))) / 2
+    assert map_criterion(y, t).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="targets"):
+        mse_criterion(y, torch.tensor([0]))
+
+
+def test_rbf_losses_are_refused_for_a_linear_head(small):
+    (x, y), _ = small
+    with pytest.raises(ValueError, match="cross_entropy"):
+        fit(_model("modern"), (x, y), TrainConfig(epochs=1, loss="map"), progress=False)
+
+
+def test_curvature_follows_the_papers_recursion():
+    # Appendix C: d2E/dx2 = 2 at F6 (MSE criterion); d2E/da2 = f'(a)^2 d2E/dx2;
+    # d2E/dx_i^2 = sum_k w_ki^2 d2E/da_k^2; d2E/dw_ki^2 = x_i^2 d2E/da_k^2 (averaged over samples).
+    torch.manual_seed(0)
+    model = lenet5("paper").double()
+    x = torch.randn(5, 1, 32, 32, dtype=torch.float64)
+    h = gauss_newton_diagonal(model, x)
+    with torch.no_grad():
+        m = model
+        c5_in = m.pool_act(m.s4(m.act(m.c3(m.pool_act(m.s2(m.act(m.c1(x))))))))
+        a_c5 = m.c5(c5_in).flatten(1)                  # (N, 120)
+        u = m.act(a_c5)
+        a_f6 = m.f6(u)                                  # (N, 84)
+        slope = lambda a: 1.7159 * (2 / 3) * (1 - torch.tanh(2 * a / 3) ** 2)
+        d2_f6 = 2 * slope(a_f6) ** 2                    # d2E/da2 at F6
+        d2_c5 = slope(a_c5) ** 2 * (d2_f6 @ m.f6.weight ** 2)
+    torch.testing.assert_close(h["f6.weight"], (d2_f6[:, :, None] * u[:, None, :] ** 2).mean(0))
+    torch.testing.assert_close(h["f6.bias"], d2_f6.mean(0))
+    torch.testing.assert_close(h["c5.bias"], d2_c5.mean(0))
+    assert set(h) == {n for n, _ in model.named_parameters()}
+    assert all((v >= 0).all() for v in h.values())
+    unconnected = model.c3.mask == 0
+    assert (h["c3.weight"][unconnected] == 0).all() and (h["c3.weight"][~unconnected] > 0).all()
+
+
+def test_sdlm_step_divides_by_mu_plus_curvature():
+    w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    opt = SDLM([("w", w)], lr=0.1, mu=0.02)
+    with pytest.raises(RuntimeError, match="set_curvature"):
+        w.grad = torch.tensor([1.0, 1.0])
+        opt.step()
+    opt.set_curvature({"w": torch.tensor([0.0, 0.98])})
+    opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([1.0 - 0.1 / 0.02, 1.0 - 0.1 / 1.0]))
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError):
+        TrainConfig(device="tpu")
