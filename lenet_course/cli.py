@@ -1,4 +1,4 @@
-"""The ``lenet-course`` command: doctor, data, run, exercises, store."""
+"""The ``lenet-course`` command: doctor, data, run, train, exercises, store."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +54,37 @@ def _store(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import json
+    import platform
+
+    import torch
+
+    from .data import load_mnist
+    from .files import atomic_write
+    from .training import RECIPES, train
+    config = RECIPES[args.recipe](epochs=args.epochs, seed=args.seed, device=args.device)
+    data = load_mnist(args.data, args.data_dir)
+    model, history = train(args.variant, data, config, checkpoint=args.checkpoint, resume=args.resume)
+    device = str(next(model.parameters()).device)
+    done = len(history.epoch)
+    result = {
+        "variant": args.variant, "recipe": args.recipe, "epochs": done, "seed": args.seed,
+        "data_source": data.source, "train_size": len(data.train_labels), "test_size": len(data.test_labels),
+        "device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+        "train_seconds": round(history.train_seconds, 3),
+        "train_images_per_second": round(done * len(data.train_labels) / max(history.train_seconds, 1e-9)),
+        "test_error": history.test_error[-1] if history.test_error else None,
+        "history": {"test_error": history.test_error, "train_loss": history.train_loss, "seconds": history.seconds},
+    }
+    atomic_write(args.json, json.dumps(result, indent=2) + "\n")
+    print(f"{args.variant} LeNet-5, {done} passes on {data.source} ({len(data.train_labels):,} digits) on {device}: "
+          f"test error {result['test_error']:.2%}, {history.train_seconds:.1f} s of training "
+          f"({result['train_images_per_second']:,} images/s); results in {args.json}")
+    return 0
+
+
 def _exercises_build(args: argparse.Namespace) -> int:
     from .exercises import build
     from .runner import repo_root
@@ -67,6 +98,23 @@ def _exercises_check(args: argparse.Namespace) -> int:
     reports = grade(args.notebooks, timeout=args.timeout)
     print(reports_to_json(reports) if args.json else format_report(reports))
     return 0 if all(r.all_passed for r in reports) else 1
+
+
+def _positive_int(text: str) -> int:
+    value = _nonnegative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +144,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", action="store_true", help="skip rendering the executed notebooks as HTML")
     p.set_defaults(func=_run)
 
+    p = sub.add_parser("train", help="train a LeNet-5 and write its results as JSON")
+    p.add_argument("--variant", choices=("paper", "modern"), default="paper", help="which network (default: paper)")
+    p.add_argument("--recipe", choices=("fast", "paper"), default="fast",
+                   help="fast: Adam, one-cycle, batch 256; paper: SDLM, one example per update, the paper's schedule")
+    p.add_argument("--data", choices=("auto", "sample", "mnist"), default="auto", help="data (default: auto)")
+    p.add_argument("--data-dir", help="folder with the four MNIST files")
+    p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: the recipe's)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed for the initial weights and the order (default: 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
+    p.add_argument("--checkpoint", type=Path, help="write a checkpoint after each pass to this file")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    p.add_argument("--json", type=Path, required=True, metavar="OUT", help="write the results to this JSON file")
+    p.set_defaults(func=_train)
+
     ex = sub.add_parser("exercises", help="generate exercise notebooks, or grade a learner's notebooks")
     ex_sub = ex.add_subparsers(dest="exercises_command", required=True, metavar="ACTION")
     p = ex_sub.add_parser("build", help="generate exercises/ from solutions/ (the single source)")
@@ -119,10 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
     from .exercises import ExerciseError
     from .runner import CourseError
+    from .training import CheckpointError
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, CourseError, ExerciseError) as exc:
+    except (DataError, CourseError, ExerciseError, CheckpointError) as exc:
         print(f"lenet-course: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -81,3 +81,42 @@ def test_exercises_check_exit_status_and_json(tmp_path, capsys):
     assert main(["exercises", "check", str(broken)]) == 1
     err = capsys.readouterr().err
     assert str(broken) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--json", "x.json", "--epochs", "0"],
+    ["train", "--json", "x.json", "--epochs", "two"],
+    ["train", "--json", "x.json", "--seed", "-1"],
+    ["train", "--json", "x.json", "--variant", "lenet1"],
+    ["train", "--epochs", "1"],                      # --json is required
+])
+def test_bad_train_arguments_give_a_usage_message(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: lenet-course train" in err and "Traceback" not in err
+
+
+def test_train_writes_its_results_as_json(tmp_path, capsys):
+    import json
+    out = tmp_path / "result.json"
+    assert main(["train", "--variant", "modern", "--data", "sample", "--epochs", "1", "--json", str(out),
+                 "--checkpoint", str(tmp_path / "ckpt.pt")]) == 0
+    result = json.loads(out.read_text())
+    for key in ("variant", "epochs", "data_source", "device", "train_seconds", "train_images_per_second", "test_error"):
+        assert key in result
+    assert result["variant"] == "modern" and result["epochs"] == 1 and result["data_source"] == "sample"
+    assert result["train_seconds"] > 0 and result["train_images_per_second"] > 0 and 0 <= result["test_error"] < 0.9
+    assert (tmp_path / "ckpt.pt").exists()
+
+
+def test_train_resume_from_a_corrupt_checkpoint_is_an_error_message(tmp_path, capsys):
+    bad = tmp_path / "ckpt.pt"
+    bad.write_bytes(b"\x00" * 100)
+    code = main(["train", "--variant", "modern", "--data", "sample", "--epochs", "1", "--json",
+                 str(tmp_path / "r.json"), "--checkpoint", str(bad), "--resume"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "truncated or corrupt" in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()

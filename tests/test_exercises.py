@@ -279,3 +279,23 @@ def test_cells_that_never_finish_are_interrupted(tmp_path):
     assert {e.message for e in report.exercises[:2]} == {"cell timed out after 3 s"}
     assert report.notes[0] == f"cell {at + 1} timed out after 3 s"
     assert report.notes[1].startswith(f"cell {len(nb.cells)} stopped the kernel")
+
+
+# --------------------------------------------------------------------------------------------
+# every lesson's exercises: solved they pass, unsolved they are "not attempted"
+# --------------------------------------------------------------------------------------------
+
+def test_every_lesson_passes_when_solved_and_fails_when_not(tmp_path):
+    """Lesson 00 is graded above; this covers every other lesson that has exercises."""
+    names = sorted(p.name for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb") if p.name != NOTEBOOK)
+    if not names:
+        pytest.skip("only lesson 00 has exercises so far")
+    paths = [_copy(SOLUTIONS / n, tmp_path / "s" / n) for n in names]
+    paths += [_copy(EXERCISES / n, tmp_path / "e" / n) for n in names]
+    reports = grade(paths, timeout=120)
+    solved, unsolved = reports[:len(names)], reports[len(names):]
+    for name, report in zip(names, solved):
+        assert report.all_passed, f"solutions/{name}:\n{format_report([report])}"
+        assert len(report.exercises) >= 3, f"solutions/{name} has fewer than three exercises"
+    for name, report in zip(names, unsolved):
+        assert {e.status for e in report.exercises} == {"not_attempted"}, f"exercises/{name}:\n{format_report([report])}"
