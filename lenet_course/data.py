@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from .files import atomic_write, temp_file_beside
+from .progress import progress_bar
 
 __all__ = [
     "DataError", "MnistFile", "MNIST_FILES", "DEFAULT_MIRRORS", "MNIST",
@@ -290,10 +291,9 @@ def load_mnist(source: str = "auto", data_dir: str | os.PathLike | None = None, 
 # --------------------------------------------------------------------------------------------
 
 def _fetch(url: str, dest: Path, timeout: float, progress: bool) -> None:
-    from tqdm.auto import tqdm
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = response.length
-        with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
+        with open(dest, "wb") as out, progress_bar(total=total, unit="B", unit_scale=True, enabled=progress,
                                            desc=url.rsplit("/", 1)[-1], leave=False) as bar:
             while chunk := response.read(1 << 16):
                 out.write(chunk)

@@ -187,15 +187,17 @@ def sparse_conv2d(x, w, b, mask) -> np.ndarray:
 def squash(a) -> np.ndarray:
     """The paper's squashing function ``f(a) = A tanh(S a)`` (A = 1.7159, S = 2/3), elementwise.
 
-    Any shape in, the same shape out. ``f(1) = 1``, ``f(-1) = -1``, and ``|f(a)| < 1.7159``.
+    Any shape in, the same shape (and float dtype: float32 stays float32) out. ``f(1) = 1``, ``f(-1) = -1``, and ``|f(a)| < 1.7159``.
     """
-    return A * np.tanh(S * np.asarray(a, dtype=float))
+    (a,) = _float_arrays(a)
+    return (A * np.tanh(S * a)).astype(a.dtype, copy=False)
 
 
 def squash_grad(a) -> np.ndarray:
     """The derivative ``f'(a) = A S (1 - tanh(S a)^2)`` of :func:`squash`, elementwise, any shape."""
-    t = np.tanh(S * np.asarray(a, dtype=float))
-    return A * S * (1.0 - t * t)
+    (a,) = _float_arrays(a)
+    t = np.tanh(S * a)
+    return (A * S * (1.0 - t * t)).astype(a.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------------------------

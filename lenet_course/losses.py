@@ -18,29 +18,36 @@ import torch.nn.functional as F
 
 __all__ = ["MAP_J", "mse_criterion", "map_criterion", "criterion"]
 
-# The MAP criterion's constant j. The paper gives none. Penalties of a trained net are ~10-40 for
-# wrong classes (84 components, each (+-1.7 -+1)^2 when F6 matches another bitmap) and near 0 for
-# the right one; j = 10 lets the rubbish term stop the push once a wrong class is that far away.
+# The MAP criterion's constant j. The paper gives none. When F6 matches one bitmap, the other
+# classes' penalties are the distances between codes: 4 x the number of differing pixels, 40-156
+# for these bitmaps. With j = 10, once every wrong penalty is above ~25 the rubbish term dominates
+# and MAP's gradient is the MSE criterion's: classes compete only near the boundary between codes.
 MAP_J = 10.0
 
 
-def _check(penalties: torch.Tensor, targets: torch.Tensor) -> None:
+def _check(penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``targets`` as int64 class indices, after checking both shapes."""
     if penalties.dim() != 2:
         raise ValueError(f"penalties must be (N, classes), got shape {tuple(penalties.shape)}")
     if targets.shape != penalties.shape[:1]:
         raise ValueError(f"targets must be (N,) class indices for {penalties.shape[0]} penalties, "
                          f"got shape {tuple(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be integer class indices, got {targets.dtype}")
+    return targets.long()  # load_mnist's labels are uint8; gather wants int64
 
 
 def mse_criterion(penalties: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The paper's MSE criterion: the mean penalty of the correct class. ``(N, 10), (N,) -> ()``."""
-    _check(penalties, targets)
+    targets = _check(penalties, targets)
     return penalties.gather(1, targets[:, None]).mean()
 
 
 def map_criterion(penalties: torch.Tensor, targets: torch.Tensor, j: float = MAP_J) -> torch.Tensor:
     """The paper's MAP criterion: ``mean[y_D + log(exp(-j) + sum_i exp(-y_i))]``. ``(N, 10), (N,) -> ()``."""
-    _check(penalties, targets)
+    targets = _check(penalties, targets)
+    if not j >= 0:
+        raise ValueError(f"j must be a constant >= 0 (the paper's is positive), got {j}")
     rubbish = torch.full_like(penalties[:, :1], -float(j))
     return (penalties.gather(1, targets[:, None]).squeeze(1)
             + torch.logsumexp(torch.cat([rubbish, -penalties], dim=1), dim=1)).mean()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from .files import atomic_write
+from .progress import progress_bar
 
 __all__ = ["NotebookRun", "CourseError", "repo_root", "lesson_notebooks", "run_course", "store_outputs"]
 
@@ -115,7 +116,6 @@ def run_course(notebooks_dir: str | os.PathLike | None = None, output_dir: str |
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
-    from tqdm.auto import tqdm
 
     lessons = lesson_notebooks(notebooks_dir if notebooks_dir is not None else repo_root() / "notebooks")
     if only:
@@ -128,7 +128,7 @@ def run_course(notebooks_dir: str | os.PathLike | None = None, output_dir: str |
     runs = [NotebookRun(p.name, "not run", 0.0, None) for p in lessons]
     failure = None
     with _environ(PYDEVD_DISABLE_FILE_VALIDATION="1"):
-        bar = tqdm(lessons, desc="course", unit="lesson", disable=not progress)
+        bar = progress_bar(lessons, desc="course", unit="lesson", enabled=progress)
         for i, lesson in enumerate(bar):
             bar.set_postfix_str(lesson.name)
             out = output_dir / lesson.name

@@ -25,6 +25,7 @@ from torch import nn
 
 from lenet_course.data import MNIST, to_tensor
 from lenet_course.files import atomic_write
+from lenet_course.progress import progress_bar
 from lenet_course.losses import criterion
 from lenet_course.layers import SparseConv2d, Subsampling
 from lenet_course.models import LeNet5, LeNetConfig, lenet5
@@ -388,9 +389,8 @@ def fit(model: LeNet5, train_data: tuple[torch.Tensor, torch.Tensor], config: Tr
         history = _restore(checkpoint, model, opt, sched, generator, config)
     first = len(history.epoch)
 
-    from tqdm.auto import tqdm
-    bar = tqdm(total=(config.epochs - first) * steps_per_epoch, desc="training", unit="batch",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=(config.epochs - first) * steps_per_epoch, desc="training", unit="batch",
+                       enabled=progress, leave=False)
     model.train()
     try:
         for epoch in range(first, config.epochs):
@@ -417,8 +417,8 @@ def fit(model: LeNet5, train_data: tuple[torch.Tensor, torch.Tensor], config: Tr
                 total_loss += loss.detach() * len(idx)
                 wrong += (scores.detach().argmax(1) != yb).sum()
                 bar.update()
-                if progress and bar.n % 20 == 0:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+                if bar.n % 50 == 0:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", refresh=False)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             history.seconds.append(time.perf_counter() - start)

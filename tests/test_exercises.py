@@ -56,12 +56,15 @@ def test_committed_exercises_are_generated_from_the_solutions():
 
 
 def test_build_is_deterministic_and_skips_unchanged_files(tmp_path):
-    [first] = build(SOLUTIONS, tmp_path / "a")
-    [second] = build(SOLUTIONS, tmp_path / "b")
-    assert first.read_bytes() == second.read_bytes() == (EXERCISES / NOTEBOOK).read_bytes()
-    assert first.read_bytes().endswith(b"}\n")
-    written = first.stat().st_mtime_ns
-    assert build(SOLUTIONS, tmp_path / "a") == [first] and first.stat().st_mtime_ns == written
+    built_a = build(SOLUTIONS, tmp_path / "a")
+    built_b = build(SOLUTIONS, tmp_path / "b")
+    assert [p.name for p in built_a] == sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+    for first, second in zip(built_a, built_b):
+        assert first.read_bytes() == second.read_bytes() == (EXERCISES / first.name).read_bytes()
+        assert first.read_bytes().endswith(b"}\n")
+    written = [p.stat().st_mtime_ns for p in built_a]
+    assert build(SOLUTIONS, tmp_path / "a") == built_a
+    assert [p.stat().st_mtime_ns for p in built_a] == written
     assert stale(SOLUTIONS, tmp_path / "a") == []
     (tmp_path / "a" / "99_orphan.ipynb").write_text("{}")
     assert stale(SOLUTIONS, tmp_path / "a") == ["99_orphan.ipynb"]

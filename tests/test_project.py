@@ -66,7 +66,8 @@ def test_each_top_level_folder_has_a_readme_listing_its_files():
     for folder, files in sorted(folders.items()):
         assert "README.md" in files, f"{folder}/ has no README.md"
         readme = (ROOT / folder / "README.md").read_text()
-        missing = sorted(f for f in files - {"README.md"} if f"`{f}`" not in readme)
+        listed = lambda f: f"`{f}`" in readme or f"`{f}/`" in readme  # a sub-folder may be written `name/`
+        missing = sorted(f for f in files - {"README.md"} if not listed(f))
         assert not missing, f"{folder}/README.md does not list {missing}"
 
 

@@ -87,3 +87,10 @@ def test_lesson_parameters_are_validated_in_the_notebook(tmp_path, params, name)
                                    kernel_name="python3", progress_bar=False, cwd=str(LESSON_00.parent))
     assert err.value.ename == "ParameterError"
     assert f"parameter {name}" in err.value.evalue
+
+
+@pytest.mark.parametrize("lesson", lesson_notebooks(repo_root() / "notebooks"), ids=lambda p: p.stem)
+def test_every_lesson_declares_the_common_parameters(lesson):
+    # papermill silently skips a parameter line it cannot parse, and the runner then drops it
+    declared = papermill.inspect_notebook(str(lesson))
+    assert {"DATA", "DATA_DIR", "SEED", "FAST"} <= set(declared), sorted(declared)
