@@ -13,9 +13,9 @@ until the test accuracy first reaches 99% (evaluated after every pass, evaluatio
     python benchmarks/train_throughput.py --data-dir /path/to/mnist   # full MNIST (the real benchmark)
     python benchmarks/train_throughput.py --data sample --epochs 2    # a quick smoke run
 
-glibc's allocator maps and unmaps the multi-MB buffers of every step; the script re-executes
-itself with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised (they only act when set
-before the process starts). Both loops run in that same process, so the comparison stays fair.
+glibc's allocator maps and unmaps the multi-MB buffers of every step. ``--malloc-tuning``
+re-executes the script with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised (they only
+act when set before the process starts); both loops then run in that environment.
 """
 from __future__ import annotations
 
@@ -96,9 +96,11 @@ def main() -> int:
                         help="passes for the project's one-cycle run (default 4; the baseline gets 3x as many)")
     parser.add_argument("--target", type=float, default=0.99, help="test accuracy to reach (default 0.99)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--malloc-tuning", action="store_true",
+                        help="re-execute with glibc's mmap and trim thresholds raised (affects both loops)")
     args = parser.parse_args()
 
-    if any(os.environ.get(k) != v for k, v in MALLOC.items()):
+    if args.malloc_tuning and any(os.environ.get(k) != v for k, v in MALLOC.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC})
 
     import torch
