@@ -14,7 +14,9 @@ The folder is removed when the interpreter exits. Fixtures: ``idx_bytes`` / ``wr
 IDX files), ``fake_mnist`` / ``make_fake_mnist`` (four tiny IDX files under the official names
 with a matching table of :class:`~lenet_course.data.MnistFile` entries carrying their real MD5s),
 ``http_server`` (a configurable HTTP server on 127.0.0.1), ``only_loopback`` and ``no_network``
-(guards that make any other connection attempt fail; :func:`block_network` for wider scopes).
+(guards that make any other connection attempt fail; :func:`block_network` for wider scopes),
+``ns`` (a fresh copy of the test module's ``solved`` namespace, for the exercise-check tests; their
+helpers are in exercise_testing.py).
 """
 from __future__ import annotations
 
@@ -178,6 +180,17 @@ def make_fake_mnist(tmp_path) -> Callable[..., FakeMnist]:
 def fake_mnist(make_fake_mnist) -> FakeMnist:
     """20 training and 10 test digits as ``.gz`` files in ``tmp_path/fake-mnist``."""
     return make_fake_mnist()
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise checks
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def ns(solved: dict) -> dict:
+    """A fresh copy of ``solved``, the namespace of a solution notebook that the test module defines
+    as a module-scoped fixture: a test may change its copy freely."""
+    return dict(solved)
 
 
 # --------------------------------------------------------------------------------------------

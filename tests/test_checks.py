@@ -1,7 +1,6 @@
 """The exercise checks (lenet_course.checks and lesson00), called directly from Python."""
 from __future__ import annotations
 
-import inspect
 import re
 import sys
 from pathlib import Path
@@ -14,10 +13,16 @@ from hypothesis import strategies as st
 
 from lenet_course import data as lcdata
 from lenet_course.checks import (
-    MIMETYPE, TODO_MESSAGE, CheckFailed, check, exercise, expect_array, get_exercise, lesson_exercises,
+    MIMETYPE, TODO_MESSAGE, CheckFailed, check, exercise, expect_array, expect_fields, expect_int, expect_tuple,
+    get_exercise, is_int, lesson_exercises,
 )
 from lenet_course.checks import lesson00
 from lenet_course.data import pad_to_32, paper_scale
+
+from exercise_testing import (
+    assert_fails_in_one_line, assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines,
+    run_check, solution_lines,
+)
 
 SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "00_data.ipynb"
 
@@ -29,21 +34,7 @@ def _solution_notebook() -> nbformat.NotebookNode:
 @pytest.fixture(scope="module")
 def solved() -> dict:
     """The namespace of the solution notebook run in this process, check cells left out."""
-    namespace: dict = {}
-    for cell in _solution_notebook().cells:
-        if cell.cell_type == "code" and "check(" not in cell.source:
-            exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
-    return namespace
-
-
-@pytest.fixture
-def ns(solved) -> dict:
-    return dict(solved)
-
-
-def _run(exercise_id: str, namespace: dict, capsys) -> tuple:
-    result = check(exercise_id, namespace)
-    return result, capsys.readouterr().out
+    return notebook_namespace(SOLUTION)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +63,7 @@ def test_unknown_and_malformed_ids_are_refused():
 
 @pytest.mark.parametrize("exercise_id", ["00.1", "00.2", "00.3", "00.4"])
 def test_the_solutions_pass(exercise_id, ns, capsys):
-    result, out = _run(exercise_id, ns, capsys)
+    result, out = run_check(exercise_id, ns, capsys)
     assert result.status == "passed"
     assert out == f"[PASS] {exercise_id} {get_exercise(exercise_id).title}\n"
 
@@ -135,13 +126,7 @@ WRONG = [
 
 @pytest.mark.parametrize("exercise_id, answer, expected", WRONG)
 def test_wrong_answers_fail_with_what_was_expected(exercise_id, answer, expected, ns, capsys):
-    ns.update(answer)
-    result, out = _run(exercise_id, ns, capsys)
-    ex = get_exercise(exercise_id)
-    assert result.status == "failed"
-    assert expected in result.message
-    assert result.message.endswith(f" Hint: {ex.hint}")
-    assert out == f"[FAIL] {exercise_id} {ex.title}: {result.message}\n"
+    assert_fails_with(exercise_id, {**ns, **answer}, expected, capsys)
 
 
 @pytest.mark.parametrize("answer, expected", [
@@ -153,36 +138,21 @@ def test_wrong_answers_fail_with_what_was_expected(exercise_id, answer, expected
 ])
 def test_wrong_measurements_fail_with_what_was_expected(answer, expected, ns, capsys):
     ns.update(answer(paper_scale(ns["data"].train_images)))  # forgot to pad
-    result, _ = _run("00.4", ns, capsys)
+    result, _ = run_check("00.4", ns, capsys)
     assert result.status == "failed"
     assert expected in result.message
 
 
-def _solution_lines() -> set[str]:
-    """Code lines of the solution regions and of the reference functions, for the leak test."""
-    lines = set()
-    for cell in _solution_notebook().cells:
-        match = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
-        lines.update(match.group(1).splitlines() if match else [])
-    for reference in (pad_to_32, paper_scale):
-        lines.update(line for line in inspect.getsource(reference).splitlines() if "return" in line or "=" in line)
-    return {line.strip() for line in lines if len(line.strip()) >= 12}
-
-
 def test_messages_never_show_the_solution(ns, capsys):
-    shown = []
-    for exercise_id, answer, _ in WRONG:
-        result, out = _run(exercise_id, {**ns, **answer}, capsys)
-        shown.append(out)
-    leaks = [line for line in _solution_lines() if any(line in text for text in shown)]
-    assert not leaks
+    shown = printed_lines(WRONG, lambda exercise_id: ns, capsys)
+    assert_nothing_leaks(shown, solution_lines([SOLUTION], (pad_to_32, paper_scale)))
 
 
 def test_a_stub_function_is_not_attempted(ns, capsys):
     def pad_and_scale(digit):
         raise NotImplementedError("Exercise 00.2 (Pad and scale a digit the paper's way): ...")
     ns["pad_and_scale"] = pad_and_scale
-    result, out = _run("00.2", ns, capsys)
+    result, out = run_check("00.2", ns, capsys)
     assert result.status == "not_attempted"
     assert out == f"[TODO] 00.2 Pad and scale a digit the paper's way: {TODO_MESSAGE}\n"
 
@@ -191,19 +161,16 @@ def test_a_raising_function_fails_naming_the_exception(ns, capsys):
     def count_classes(labels):
         raise KeyError("line one\nline two")
     ns["count_classes"] = count_classes
-    result, out = _run("00.3", ns, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith("count_classes(the labels 0 to 9 once each) raised "
-                                     "KeyError: 'line one\\nline two'")
-    assert out.count("\n") == 1 and "Traceback" not in out
+    assert_fails_in_one_line("00.3", ns, "count_classes(the labels 0 to 9 once each) raised "
+                                         "KeyError: 'line one\\nline two'", capsys)
 
 
 def test_an_undefined_name_fails_and_says_to_run_the_cell(ns, capsys):
     del ns["pad_and_scale"]
-    result, out = _run("00.2", ns, capsys)
+    result, out = run_check("00.2", ns, capsys)
     assert result.status == "failed"
     assert result.message.startswith("`pad_and_scale` is not defined: run the cell above. Hint: ")
-    not_a_function, _ = _run("00.2", {**ns, "pad_and_scale": 3}, capsys)
+    not_a_function, _ = run_check("00.2", {**ns, "pad_and_scale": 3}, capsys)
     assert not_a_function.message.startswith("`pad_and_scale` should be a function, got int 3")
 
 
@@ -217,10 +184,10 @@ def test_an_undefined_name_after_the_stub_raised_is_not_attempted(ns, capsys, mo
     for name in ("scaled_mean", "scaled_std"):
         del ns[name]
     _raised_in_a_cell(monkeypatch, NotImplementedError("Exercise 00.4 (Measure ...): hint"))
-    result, _ = _run("00.4", ns, capsys)
+    result, _ = run_check("00.4", ns, capsys)
     assert result.status == "not_attempted"
     _raised_in_a_cell(monkeypatch, NotImplementedError("Exercise 00.2 (Pad ...): hint"))  # another exercise's stub
-    result, _ = _run("00.4", ns, capsys)
+    result, _ = run_check("00.4", ns, capsys)
     assert result.status == "failed"
     assert result.message.startswith("`scaled_mean`, `scaled_std` are not defined: run the cell above.")
 
@@ -231,7 +198,7 @@ def test_the_learners_function_gets_copies_of_the_inputs(ns, capsys):
         labels[:] = 0  # must not change the reference's input
         return counts
     ns["count_classes"] = count_classes
-    assert _run("00.3", ns, capsys)[0].status == "passed"
+    assert run_check("00.3", ns, capsys)[0].status == "passed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,6 +228,22 @@ def test_expect_array_names_the_first_difference(shape, data):
     with pytest.raises(CheckFailed, match=re.escape(f"f(x): 1 of {want.size} values differ; first at [{i}, {j}]: "
                                                     "expected 0, got 0.5")):
         expect_array(got, want, "f(x)")
+
+
+def test_the_int_and_tuple_helpers():
+    assert is_int(3) and is_int(np.int64(3))
+    assert not any(map(is_int, (True, np.bool_(True), 3.0, np.float32(3), "3")))
+    expect_int(np.int32(5), "n")
+    with pytest.raises(CheckFailed, match=re.escape("n should be an int, got float 5.0")):
+        expect_int(5.0, "n")
+    expect_tuple([1, 2], ("a", "b"), "f(x)", lists=True)
+    with pytest.raises(CheckFailed, match=re.escape("f(x) should return a tuple (a, b), got list [1, 2]")):
+        expect_tuple([1, 2], ("a", "b"), "f(x)")
+    with pytest.raises(CheckFailed, match=re.escape("f(x) should return a tuple (a, b), got tuple (1, 2, 3)")):
+        expect_tuple((1, 2, 3), ("a", "b"), "f(x)", lists=True)
+    expect_fields((1, 2), (1, 2), ("a", "b"), "f(x)")
+    with pytest.raises(CheckFailed, match=re.escape("the b of f(x) should be 3, got int 2")):
+        expect_fields((1, 2), (1, 3), ("a", "b"), "f(x)")
 
 
 def test_the_committed_solution_stores_pass_records():

@@ -2,9 +2,7 @@
 called directly from Python, and the plotting helpers the lesson added to lenet_course.plots."""
 from __future__ import annotations
 
-import inspect
 import math
-import re
 from pathlib import Path
 
 import matplotlib
@@ -12,43 +10,29 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lenet_course.checks import TODO_MESSAGE, check, get_exercise, lesson05, lesson_exercises  # noqa: E402
+from lenet_course.checks import TODO_MESSAGE, get_exercise, lesson05, lesson_exercises  # noqa: E402
 from lenet_course.layers import rbf  # noqa: E402
 from lenet_course.losses import map_criterion, mse_criterion  # noqa: E402
 from lenet_course.plots import grouped_bars, heatmap  # noqa: E402
+
+from exercise_testing import (  # noqa: E402
+    assert_fails_in_one_line, assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines,
+    run_check, solution_lines,
+)
 
 SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "05_rbf_loss.ipynb"
 IDS = ["05.1", "05.2", "05.3", "05.4", "05.5"]
 
 
-def _solution_notebook() -> nbformat.NotebookNode:
-    return nbformat.read(SOLUTION, as_version=4)
-
-
 @pytest.fixture(scope="module")
 def solved() -> dict:
     """The namespace of the solution notebook run in this process, check cells left out."""
-    namespace: dict = {}
-    for cell in _solution_notebook().cells:
-        if cell.cell_type == "code" and "check(" not in cell.source:
-            exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
-    return namespace
-
-
-@pytest.fixture
-def ns(solved) -> dict:
-    return dict(solved)
-
-
-def _run(exercise_id: str, namespace: dict, capsys) -> tuple:
-    result = check(exercise_id, namespace)
-    return result, capsys.readouterr().out
+    return notebook_namespace(SOLUTION)
 
 
 def _rows(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -69,7 +53,7 @@ def test_lesson_05_registers_five_exercises():
 
 @pytest.mark.parametrize("exercise_id", IDS)
 def test_the_solutions_pass(exercise_id, ns, capsys):
-    result, out = _run(exercise_id, ns, capsys)
+    result, out = run_check(exercise_id, ns, capsys)
     assert result.status == "passed", result.message
     assert out == f"[PASS] {exercise_id} {get_exercise(exercise_id).title}\n"
 
@@ -188,13 +172,7 @@ WRONG = [
 
 @pytest.mark.parametrize("exercise_id, answer, expected", WRONG)
 def test_wrong_answers_fail_with_what_was_expected(exercise_id, answer, expected, ns, capsys):
-    ns.update(answer)
-    result, out = _run(exercise_id, ns, capsys)
-    ex = get_exercise(exercise_id)
-    assert result.status == "failed"
-    assert expected in result.message, result.message
-    assert result.message.endswith(f" Hint: {ex.hint}")
-    assert out == f"[FAIL] {exercise_id} {ex.title}: {result.message}\n"
+    assert_fails_with(exercise_id, {**ns, **answer}, expected, capsys)
 
 
 def test_the_naive_map_formula_is_fine_until_the_penalties_are_large(ns):
@@ -210,15 +188,13 @@ def test_a_raising_function_fails_naming_the_exception(ns, capsys):
     def map_loss(penalties, targets, j=10.0):
         raise IndexError("index 10 is out of bounds")
     ns["map_loss"] = map_loss
-    result, out = _run("05.3", ns, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith(f"map_loss({NOISY}, j = 10) raised IndexError: index 10 is out of bounds")
-    assert out.count("\n") == 1 and "Traceback" not in out
+    assert_fails_in_one_line("05.3", ns, f"map_loss({NOISY}, j = 10) raised IndexError: index 10 is out of bounds",
+                             capsys)
 
 
 def test_a_missing_function_is_named(ns, capsys):
     del ns["classify"]
-    result, _ = _run("05.4", ns, capsys)
+    result, _ = run_check("05.4", ns, capsys)
     assert result.status == "failed"
     assert result.message.startswith("`classify` is not defined: run the cell above.")
 
@@ -230,29 +206,15 @@ def test_a_stub_is_not_attempted(exercise_id, ns, capsys):
     def stub(*args, **kwargs):
         raise NotImplementedError(f"Exercise {exercise_id} ({ex.title}): ...")
     ns[ex.names[0]] = stub
-    result, out = _run(exercise_id, ns, capsys)
+    result, out = run_check(exercise_id, ns, capsys)
     assert result.status == "not_attempted"
     assert out == f"[TODO] {exercise_id} {ex.title}: {TODO_MESSAGE}\n"
 
 
-def _solution_lines() -> set[str]:
-    """Code lines of the solution regions and of the references, for the leak test."""
-    lines = set()
-    for cell in _solution_notebook().cells:
-        match = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
-        lines.update(match.group(1).splitlines() if match else [])
-    for reference in (mse_criterion, map_criterion, lesson05._reference_classify):
-        lines.update(line for line in inspect.getsource(reference).splitlines() if "return" in line or "=" in line)
-    return {line.strip() for line in lines if len(line.strip()) >= 12}
-
-
 def test_messages_never_show_the_solution(ns, capsys):
-    shown = []
-    for exercise_id, answer, _ in WRONG:
-        _, out = _run(exercise_id, {**ns, **answer}, capsys)
-        shown.append(out)
-    leaks = [line for line in _solution_lines() if any(line in text for text in shown)]
-    assert not leaks
+    shown = printed_lines(WRONG, lambda exercise_id: ns, capsys)
+    references = (mse_criterion, map_criterion, lesson05._reference_classify)
+    assert_nothing_leaks(shown, solution_lines([SOLUTION], references))
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,9 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from lenet_course import paper
-from lenet_course.checks import MIMETYPE, check, get_exercise, lesson_exercises
+from lenet_course.checks import MIMETYPE, get_exercise, lesson_exercises
 from lenet_course.checks import lesson01, lesson02
 from lenet_course.layers import conv2d, conv2d_loops, squash, subsample
+
+from exercise_testing import (
+    assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines, run_check, solution_lines,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = {"01": ROOT / "solutions" / "01_convolution.ipynb", "02": ROOT / "solutions" / "02_subsampling.ipynb"}
@@ -33,15 +37,7 @@ IDS = {"01": ["01.1", "01.2", "01.3"], "02": ["02.1", "02.2", "02.3", "02.4"]}
 def _exec_cells(path: Path) -> dict:
     """Run a notebook's code cells in a fresh namespace, leaving out the check cells and the closing
     "try" cells (which load data); a cell that raises NotImplementedError is recorded as IPython would."""
-    namespace: dict = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code" or "check(" in cell.source or cell.id.startswith("try"):
-            continue
-        try:
-            exec(compile(cell.source, f"<{path.name} {cell.id}>", "exec"), namespace)
-        except NotImplementedError as exc:
-            sys.last_value = exc
-    return namespace
+    return notebook_namespace(path, lambda cell: not cell.id.startswith("try"), record_stubs=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +46,6 @@ def solved() -> dict:
     for path in SOLUTIONS.values():
         namespace.update(_exec_cells(path))
     return namespace
-
-
-@pytest.fixture
-def ns(solved) -> dict:
-    return dict(solved)
-
-
-def _run(exercise_id: str, namespace: dict, capsys):
-    result = check(exercise_id, namespace)
-    return result, capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,7 +61,7 @@ def test_each_lesson_registers_its_exercises(lesson):
 
 @pytest.mark.parametrize("exercise_id", IDS["01"] + IDS["02"])
 def test_the_solutions_pass(exercise_id, ns, capsys):
-    result, out = _run(exercise_id, ns, capsys)
+    result, out = run_check(exercise_id, ns, capsys)
     assert result.status == "passed", result.message
     assert out == f"[PASS] {exercise_id} {get_exercise(exercise_id).title}\n"
 
@@ -100,7 +86,7 @@ def test_the_generated_exercises_are_not_attempted(lesson, capsys, monkeypatch):
     monkeypatch.setattr(sys, "last_value", None, raising=False)
     namespace = _exec_cells(EXERCISES[lesson])
     for exercise_id in IDS[lesson]:
-        result, out = _run(exercise_id, namespace, capsys)
+        result, out = run_check(exercise_id, namespace, capsys)
         assert result.status == "not_attempted", (exercise_id, result.message)
         assert out.startswith(f"[TODO] {exercise_id} ")
 
@@ -191,38 +177,22 @@ WRONG = [
 
 @pytest.mark.parametrize("exercise_id, answer, expected", WRONG)
 def test_wrong_answers_fail_naming_the_exercise(exercise_id, answer, expected, ns, capsys):
-    ns.update(answer)
-    result, out = _run(exercise_id, ns, capsys)
-    ex = get_exercise(exercise_id)
-    assert result.status == "failed"
-    assert expected in result.message
-    assert result.message.endswith(f" Hint: {ex.hint}")
-    assert out == f"[FAIL] {exercise_id} {ex.title}: {result.message}\n"
-
-
-def _solution_lines() -> set[str]:
-    lines = set()
-    for path in SOLUTIONS.values():
-        for cell in nbformat.read(path, as_version=4).cells:
-            match = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
-            lines.update(match.group(1).splitlines() if match else [])
-    return {line.strip() for line in lines if len(line.strip()) >= 12}
+    assert_fails_with(exercise_id, {**ns, **answer}, expected, capsys)
 
 
 def test_messages_never_show_the_solution(ns, capsys):
-    shown = [_run(exercise_id, {**ns, **answer}, capsys)[1] for exercise_id, answer, _ in WRONG]
+    shown = printed_lines(WRONG, lambda exercise_id: ns, capsys)
     shown += [f"{e.title} {e.hint}" for e in lesson_exercises("01") + lesson_exercises("02")]
-    leaks = [line for line in _solution_lines() if any(line in text for text in shown)]
-    assert not leaks
+    assert_nothing_leaks(shown, solution_lines(SOLUTIONS.values()))
 
 
 def test_a_stub_is_not_attempted_and_a_missing_name_says_to_run_the_cell(ns, capsys):
     def conv_map(x, w, b):
         raise NotImplementedError("Exercise 01.1 (Convolve one output map with loops): ...")
-    result, out = _run("01.1", {**ns, "conv_map": conv_map}, capsys)
+    result, out = run_check("01.1", {**ns, "conv_map": conv_map}, capsys)
     assert result.status == "not_attempted"
     del ns["pool2x2"]
-    result, _ = _run("02.3", ns, capsys)
+    result, _ = run_check("02.3", ns, capsys)
     assert result.status == "failed" and result.message.startswith("`pool2x2` is not defined: run the cell above.")
 
 

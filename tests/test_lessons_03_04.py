@@ -8,7 +8,6 @@ activation_curves).
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -17,11 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from lenet_course.checks import MIMETYPE, TODO_MESSAGE, check, get_exercise, lesson_exercises
+from lenet_course.checks import MIMETYPE, TODO_MESSAGE, get_exercise, lesson_exercises
 from lenet_course.checks import lesson03, lesson04
 from lenet_course.layers import Subsampling, c3_mask, conv2d, sparse_conv2d, squash, squash_grad
 from lenet_course.models import LeNetConfig, count_parameters, layer_table, lenet5
 from lenet_course.paper import A, C3_TABLE, LAYERS, PARAMS_TOTAL, S
+
+from exercise_testing import (
+    assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines, run_check, solution_lines,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = {"03": ROOT / "solutions" / "03_c3_table.ipynb", "04": ROOT / "solutions" / "04_trunk.ipynb"}
@@ -35,21 +38,13 @@ def _notebook(lesson: str) -> nbformat.NotebookNode:
 def _solution_namespace(lesson: str) -> dict:
     """The solution notebook's definitions, run in this process: its parameters, setup and solution
     cells (not the check cells, nor the data and the closing cells)."""
-    namespace: dict = {}
-    for cell in _notebook(lesson).cells:
-        if cell.cell_type == "code" and (cell.id in ("parameters", "setup") or cell.id.endswith("-solution")):
-            exec(compile(cell.source, f"<{lesson} cell {cell.id}>", "exec"), namespace)
-    return namespace
+    return notebook_namespace(SOLUTIONS[lesson],
+                              lambda cell: cell.id in ("parameters", "setup") or cell.id.endswith("-solution"))
 
 
 @pytest.fixture(scope="module")
 def solved() -> dict[str, dict]:
     return {lesson: _solution_namespace(lesson) for lesson in SOLUTIONS}
-
-
-def _run(exercise_id: str, namespace: dict, capsys):
-    result = check(exercise_id, namespace)
-    return result, capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,7 +147,7 @@ def test_a_small_trunk_counts_like_modules_of_those_sizes():
 
 @pytest.mark.parametrize("exercise_id", ["03.1", "03.2", "03.3", "04.1", "04.2", "04.3"])
 def test_the_solutions_pass(exercise_id, solved, capsys):
-    result, out = _run(exercise_id, dict(solved[exercise_id[:2]]), capsys)
+    result, out = run_check(exercise_id, dict(solved[exercise_id[:2]]), capsys)
     assert result.status == "passed", result.message
     assert out == f"[PASS] {exercise_id} {get_exercise(exercise_id).title}\n"
 
@@ -308,40 +303,19 @@ WRONG = [
 
 @pytest.mark.parametrize("exercise_id, answer, expected", WRONG)
 def test_wrong_answers_fail_with_what_was_expected(exercise_id, answer, expected, solved, capsys):
-    namespace = {**solved[exercise_id[:2]], **answer}
     with np.errstate(over="ignore", invalid="ignore"):
-        result, out = _run(exercise_id, namespace, capsys)
-    ex = get_exercise(exercise_id)
-    assert result.status == "failed"
-    assert expected in result.message
-    assert result.message.endswith(f" Hint: {ex.hint}")
-    assert out == f"[FAIL] {exercise_id} {ex.title}: {result.message}\n"
+        assert_fails_with(exercise_id, {**solved[exercise_id[:2]], **answer}, expected, capsys)
 
 
-def _solution_lines() -> set[str]:
-    """Code lines of the solution regions and of the references, for the leak test."""
-    import inspect
-    lines = set()
-    for lesson in SOLUTIONS:
-        for cell in _notebook(lesson).cells:
-            for match in re.finditer(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S):
-                lines.update(match.group(1).splitlines())
-    for reference in (lesson03.table_conv_counts, lesson04.c5_output_shape, lesson04.trunk_parameter_counts,
-                      c3_mask, sparse_conv2d, squash, squash_grad):
-        lines.update(line for line in inspect.getsource(reference).splitlines() if "return" in line or "=" in line)
-    return {line.strip() for line in lines if len(line.strip()) >= 12}
+REFERENCES = (lesson03.table_conv_counts, lesson04.c5_output_shape, lesson04.trunk_parameter_counts,
+              c3_mask, sparse_conv2d, squash, squash_grad)
 
 
 def test_messages_never_show_the_solution(solved, capsys):
-    shown = []
-    for exercise_id, answer, _ in WRONG:
-        with np.errstate(over="ignore", invalid="ignore"):
-            _, out = _run(exercise_id, {**solved[exercise_id[:2]], **answer}, capsys)
-        shown.append(out)
-    for ex in [*lesson_exercises("03"), *lesson_exercises("04")]:
-        shown.append(ex.hint)
-    leaks = [line for line in _solution_lines() if any(line in text for text in shown)]
-    assert not leaks
+    with np.errstate(over="ignore", invalid="ignore"):
+        shown = printed_lines(WRONG, lambda exercise_id: solved[exercise_id[:2]], capsys)
+    shown += [ex.hint for ex in [*lesson_exercises("03"), *lesson_exercises("04")]]
+    assert_nothing_leaks(shown, solution_lines(SOLUTIONS.values(), REFERENCES))
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,24 +332,24 @@ def _stub(exercise_id: str):
 def test_a_stub_is_not_attempted(exercise_id, solved, capsys):
     ex = get_exercise(exercise_id)
     namespace = {**solved[exercise_id[:2]], **{name: _stub(exercise_id) for name in ex.names}}
-    result, out = _run(exercise_id, namespace, capsys)
+    result, out = run_check(exercise_id, namespace, capsys)
     assert result.status == "not_attempted"
     assert out == f"[TODO] {exercise_id} {ex.title}: {TODO_MESSAGE}\n"
 
 
 def test_one_stub_of_two_functions_is_still_not_attempted(solved, capsys):
     namespace = {**solved["04"], "scaled_tanh_grad": _stub("04.1")}
-    assert _run("04.1", namespace, capsys)[0].status == "not_attempted"
+    assert run_check("04.1", namespace, capsys)[0].status == "not_attempted"
 
 
 def test_a_missing_name_fails_and_says_which(capsys):
-    result, out = _run("04.1", {"scaled_tanh": squash}, capsys)
+    result, out = run_check("04.1", {"scaled_tanh": squash}, capsys)
     assert result.status == "failed"
     assert result.message.startswith("`scaled_tanh_grad` is not defined: run the cell above.")
 
 
 def test_an_answer_that_is_not_a_function_fails_clearly(solved, capsys):
-    result, _ = _run("03.3", {**solved["03"], "table_counts": (1516, 151600)}, capsys)
+    result, _ = run_check("03.3", {**solved["03"], "table_counts": (1516, 151600)}, capsys)
     assert result.status == "failed"
     assert "`table_counts` should be a function, got tuple (1516, 151600)" in result.message
 
@@ -387,7 +361,7 @@ def test_answers_that_change_their_inputs_do_not_spoil_the_check(solved, capsys)
         x[:] = 0
         mask[:] = 1
         return out
-    assert _run("03.2", {**solved["03"], "masked_conv2d": masked_conv2d}, capsys)[0].status == "passed"
+    assert run_check("03.2", {**solved["03"], "masked_conv2d": masked_conv2d}, capsys)[0].status == "passed"
 
 
 def test_numpy_integer_answers_are_accepted(solved, capsys):
@@ -395,7 +369,7 @@ def test_numpy_integer_answers_are_accepted(solved, capsys):
         links = np.int64(sum(len(t) for t in table))
         params = links * kernel_size ** 2 + len(table)
         return params, params * output_size ** 2
-    assert _run("03.3", {**solved["03"], "table_counts": table_counts}, capsys)[0].status == "passed"
+    assert run_check("03.3", {**solved["03"], "table_counts": table_counts}, capsys)[0].status == "passed"
 
 
 # --------------------------------------------------------------------------------------------

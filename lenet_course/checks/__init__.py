@@ -12,9 +12,9 @@ an id of lesson NN is asked for, so a new lesson adds its module and nothing els
 The test function receives the learner's objects named by ``names`` (looked up in the
 notebook's namespace) and raises :class:`CheckFailed` with a message that says what was
 expected and what came; the helpers below (:func:`call`, :func:`compare_function`,
-:func:`expect_array`, :func:`expect_equal`, :func:`expect_close`, :func:`expect_raises`) write
-those messages. A message describes shapes, types and a few sample values; it never shows the
-reference code.
+:func:`expect_array`, :func:`expect_equal`, :func:`expect_close`, :func:`expect_raises`,
+:func:`expect_int`, :func:`expect_tuple`, :func:`expect_fields`) write those messages. A
+message describes shapes, types and a few sample values; it never shows the reference code.
 
 :func:`check` prints one line, ``[PASS] ...``, ``[FAIL] ...: ... Hint: ...`` or ``[TODO] ...``,
 and displays a machine-readable record (mimetype :data:`MIMETYPE`) that
@@ -38,7 +38,7 @@ __all__ = [
     "Exercise", "CheckResult", "CheckFailed", "NotAttempted",
     "exercise", "get_exercise", "lesson_exercises", "check", "format_line",
     "describe", "call", "compare_function", "expect_array", "expect_equal", "expect_close",
-    "expect_raises",
+    "expect_raises", "is_int", "expect_int", "expect_tuple", "expect_fields",
 ]
 
 MIMETYPE = "application/vnd.lenet-course.check+json"
@@ -313,6 +313,32 @@ def expect_equal(got: Any, want: Any, expr: str) -> None:
     """``got == want`` (tuples, ints, strings...); the message shows both."""
     if not _equal(got, want):
         raise CheckFailed(f"{expr} should be {want!r}, got {describe(got)}")
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer, a Python or a numpy one; a bool is not."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def expect_int(got: Any, expr: str) -> None:
+    """``got`` is an integer (:func:`is_int`): a float such as ``156.0`` fails, whatever its value."""
+    if not is_int(got):
+        raise CheckFailed(f"{expr} should be an int, got {describe(got)}")
+
+
+def expect_tuple(got: Any, fields: Sequence[str], expr: str, *, lists: bool = False) -> None:
+    """``got`` is a tuple (or a list too, when ``lists``) of ``len(fields)`` values; the message
+    names the fields: ``f(...) should return a tuple (parameters, connections), got int 156``."""
+    if not (isinstance(got, (tuple, list) if lists else tuple) and len(got) == len(fields)):
+        raise CheckFailed(f"{expr} should return a tuple ({', '.join(fields)}), got {describe(got)}")
+
+
+def expect_fields(got: Any, want: Sequence[Any], fields: Sequence[str], expr: str) -> None:
+    """``got`` is a tuple of ``len(fields)`` values (:func:`expect_tuple`), each equal to ``want``'s
+    (:func:`expect_equal`); a message names the field: ``the parameters of f(...) should be 156, ...``."""
+    expect_tuple(got, fields, expr)
+    for field, g, w in zip(fields, got, want):
+        expect_equal(g, w, f"the {field} of {expr}")
 
 
 def expect_close(got: Any, want: float, expr: str, *, rtol: float = 1e-3) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lenet_course.checks import (
-    CheckFailed, call, compare_function, describe, expect_array, expect_equal, expect_raises, exercise,
+    CheckFailed, call, compare_function, expect_array, expect_fields, expect_raises, exercise,
 )
 from lenet_course.layers import conv2d, conv2d_loops
 
@@ -145,10 +145,6 @@ COUNT_CASES: tuple[tuple[str, tuple], ...] = (
 def _conv_counts(conv_counts: Any) -> None:
     for description, args in COUNT_CASES:
         got = call(conv_counts, "conv_counts", args, description)
-        expr = f"conv_counts({description})"
-        if not (isinstance(got, tuple) and len(got) == 2):
-            raise CheckFailed(f"{expr} should return a tuple (parameters, connections), got {describe(got)}")
-        want = conv_counts_reference(*args)
-        expect_equal(got[0], want[0], f"the parameters of {expr}")
-        expect_equal(got[1], want[1], f"the connections of {expr}")
+        expect_fields(got, conv_counts_reference(*args), ("parameters", "connections"),
+                      f"conv_counts({description})")
     expect_raises(conv_counts, "conv_counts", (6, 5, 4, 1), "a 5x5 kernel on a 4x4 input", ValueError)

@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lenet_course.checks import (
-    CheckFailed, call, compare_function, describe, expect_array, expect_equal, expect_raises, exercise,
-)
+from lenet_course.checks import call, compare_function, expect_array, expect_fields, expect_raises, exercise
 from lenet_course.layers import squash, subsample
 
 __all__ = ["SMALL_MAP", "S2_CASES", "COUNT_CASES", "POOL_CASES", "SHIFT_CASES",
@@ -87,15 +85,10 @@ COUNT_CASES: tuple[tuple[str, tuple], ...] = (
                "(4 inputs) plus its bias, so it has 5 connections; a map of input_size x input_size "
                "gives (input_size // 2)^2 units. Return three ints.")
 def _subsampling_counts(subsampling_counts: Any) -> None:
-    names = ("output size", "parameters", "connections")
     for description, args in COUNT_CASES:
-        expr = f"subsampling_counts({description})"
         got = call(subsampling_counts, "subsampling_counts", args, description)
-        if not (isinstance(got, tuple) and len(got) == 3):
-            raise CheckFailed(f"{expr} should return a tuple (output size, parameters, connections), "
-                              f"got {describe(got)}")
-        for name, g, w in zip(names, got, subsampling_counts_reference(*args)):
-            expect_equal(g, w, f"the {name} of {expr}")
+        expect_fields(got, subsampling_counts_reference(*args), ("output size", "parameters", "connections"),
+                      f"subsampling_counts({description})")
     expect_raises(subsampling_counts, "subsampling_counts", (6, 1), "6 maps of 1x1", ValueError)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lenet_course.checks import (
-    CheckFailed, call, compare_function, describe, expect_array, expect_raises, exercise,
+    CheckFailed, call, compare_function, expect_array, expect_int, expect_raises, expect_tuple, exercise,
 )
 from lenet_course.layers import c3_mask, sparse_conv2d
 from lenet_course.paper import C3_TABLE
@@ -97,25 +97,20 @@ COUNT_CASES: tuple[tuple[str, tuple], ...] = (
 )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 @exercise("03.3", "Count the parameters and connections of a table", names=("table_counts",),
           hint="Count the connected (output, input) pairs of the table: each has one kernel of "
                "kernel_size x kernel_size weights, and each output map adds one bias. The same parameters "
                "are used again at every one of the output_size x output_size positions, and each use is "
                "one connection. Return two ints.")
 def _table_counts(table_counts: Any) -> None:
+    fields = ("parameters", "connections")
     for description, args in COUNT_CASES:
         want = table_conv_counts(*args)
         got = call(table_counts, "table_counts", args, description)
         expr = f"table_counts({description})"
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            raise CheckFailed(f"{expr} should return a tuple (parameters, connections), got {describe(got)}")
-        for name, value in zip(("parameters", "connections"), got):
-            if not _is_int(value):
-                raise CheckFailed(f"{expr}: {name} should be an int, got {describe(value)}")
+        expect_tuple(got, fields, expr, lists=True)
+        for field, value in zip(fields, got):
+            expect_int(value, f"{expr}: {field}")
         if tuple(int(v) for v in got) != want:
             raise CheckFailed(f"{expr} should be ({want[0]:,} parameters, {want[1]:,} connections), "
                               f"got ({int(got[0]):,}, {int(got[1]):,})")

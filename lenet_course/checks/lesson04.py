@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from lenet_course.checks import (
-    CheckFailed, call, compare_function, describe, expect_array, expect_equal, expect_raises, exercise,
+    CheckFailed, call, compare_function, describe, expect_array, expect_equal, expect_int, expect_raises,
+    exercise, is_int,
 )
 from lenet_course.layers import squash, squash_grad
 from lenet_course.paper import C3_TABLE
@@ -79,10 +80,6 @@ TOO_SMALL: tuple[tuple[str, tuple[int, int]], ...] = (
 )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 @exercise("04.2", "C5 is a convolution: its output for any input size", names=("c5_shape",),
           hint="Follow the size through the trunk: each 5x5 convolution (C1, C3, C5) takes 4 rows and 4 "
                "columns off, each subsampling (S2, S4) halves them, rounding down. Check before each layer "
@@ -92,7 +89,7 @@ def _c5_shape(c5_shape: Any) -> None:
     for description, args in SHAPE_CASES:
         got = call(c5_shape, "c5_shape", args, description)
         expr = f"c5_shape({description})"
-        if isinstance(got, tuple) and len(got) == 3 and not all(map(_is_int, got)):
+        if isinstance(got, tuple) and len(got) == 3 and not all(map(is_int, got)):
             raise CheckFailed(f"{expr} should be a tuple of three ints, got {describe(got)}")
         expect_equal(got, c5_output_shape(*args), expr)
     for description, args in TOO_SMALL:
@@ -147,7 +144,6 @@ def _trunk_parameters(trunk_parameters: Any) -> None:
                               f"{', '.join(map(repr, got)) or 'none'}")
         for layer in TRUNK_LAYERS:
             value = got[layer]
-            if not _is_int(value):
-                raise CheckFailed(f"{expr}[{layer!r}] should be an int, got {describe(value)}")
+            expect_int(value, f"{expr}[{layer!r}]")
             if int(value) != want[layer]:
                 raise CheckFailed(f"{expr}[{layer!r}] should be {want[layer]:,}, got {int(value):,}")
