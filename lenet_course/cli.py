@@ -78,6 +78,8 @@ def _train(args: argparse.Namespace) -> int:
         "test_error": history.test_error[-1] if history.test_error else None,
         "history": {"test_error": history.test_error, "train_loss": history.train_loss, "seconds": history.seconds},
     }
+    if args.save_model:
+        atomic_write(args.save_model, lambda fh: torch.save(model.cpu().state_dict(), fh))
     atomic_write(args.json, json.dumps(result, indent=2) + "\n")
     print(f"{args.variant} LeNet-5, {done} passes on {data.source} ({len(data.train_labels):,} digits) on {device}: "
           f"test error {result['test_error']:.2%}, {history.train_seconds:.1f} s of training "
@@ -155,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto")
     p.add_argument("--checkpoint", type=Path, help="write a checkpoint after each pass to this file")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    p.add_argument("--save-model", type=Path, metavar="FILE", help="write the trained state_dict to this file")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="write the results to this JSON file")
     p.set_defaults(func=_train)
 

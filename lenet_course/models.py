@@ -8,14 +8,19 @@ plain average pooling, ReLU, a linear 10-way output, PyTorch's default initialis
 
 :func:`layer_table` measures a model layer by layer (shapes, parameters, connections) and
 :func:`format_layer_table` prints it next to the paper's numbers; :func:`predict` classifies raw
-MNIST digits. Training lives elsewhere.
+MNIST digits; :func:`load_pretrained` gives the trained networks shipped in ``weights/``.
+Training lives elsewhere.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import math
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -29,7 +34,7 @@ from lenet_course.paper import (C3_TABLE, CONNECTIONS_TOTAL, INIT_SCALE, INPUT_S
 
 __all__ = [
     "LeNetConfig", "PAPER", "MODERN", "LeNet5", "lenet5", "init_paper_", "count_parameters",
-    "layer_table", "format_layer_table", "predict",
+    "layer_table", "format_layer_table", "predict", "WeightsError", "pretrained_info", "load_pretrained",
 ]
 
 Activation = Literal["scaled_tanh", "tanh", "sigmoid", "relu"]
@@ -327,3 +332,47 @@ def predict(model: LeNet5, images: np.ndarray, *, batch_size: int = 1000) -> np.
     finally:
         model.train(was_training)
     return np.concatenate([np.empty(0, dtype=np.int64), *batches])
+
+
+# --------------------------------------------------------------------------------------------
+# Pretrained weights shipped with the package
+# --------------------------------------------------------------------------------------------
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class WeightsError(ValueError):
+    """Shipped weights are missing, damaged or modified (their SHA-256 does not match)."""
+
+
+def pretrained_info(variant: str = "paper") -> dict:
+    """What the shipped weights of ``variant`` are: file, SHA-256, data, seed, epochs, recipe, test error."""
+    manifest_path = WEIGHTS_DIR / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{manifest_path}: cannot read the weights manifest ({exc}); reinstall the package") from None
+    if variant not in manifest:
+        raise ValueError(f"no pretrained weights for {variant!r}; available: {', '.join(sorted(manifest))}")
+    return manifest[variant]
+
+
+def load_pretrained(variant: str = "paper") -> LeNet5:
+    """The shipped LeNet-5 of ``variant`` ("paper" or "modern"), trained on full MNIST, in eval mode.
+
+    The file's SHA-256 is checked against the manifest before anything is loaded, and the state
+    dict is read with ``torch.load(..., weights_only=True)``: plain tensors, no code.
+    """
+    info = pretrained_info(variant)
+    path = WEIGHTS_DIR / info["file"]
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot be read ({exc.strerror or exc}); reinstall the package") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != info["sha256"]:
+        raise WeightsError(f"{path}: SHA-256 {digest} does not match the recorded {info['sha256']}: the file "
+                           "is damaged or was modified; restore it (git checkout, or reinstall the package)")
+    model = lenet5(variant)
+    model.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+    return model.eval()
