@@ -1,5 +1,5 @@
 """Pictures for the lessons: image grids, feature maps, receptive fields, connection tables,
-activation curves, heatmaps, bar charts, class balance and histograms.
+activation curves, heatmaps, bar charts, learning curves, class balance and histograms.
 
 Every function draws into a new, modestly sized figure and returns it, so notebooks stay small;
 nothing here touches matplotlib's global settings.
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["image_grid", "class_balance", "pixel_histograms", "connection_table", "activation_curves",
-           "feature_maps", "receptive_field", "heatmap", "grouped_bars"]
+           "feature_maps", "receptive_field", "heatmap", "grouped_bars", "learning_curves"]
 
 
 def image_grid(images, labels: Sequence | None = None, *, cols: int = 10, title: str | None = None,
@@ -281,3 +281,67 @@ def grouped_bars(values, labels: Sequence | None = None, *, ax=None, title: str 
     fig.tight_layout()
     return fig
 
+
+def _log_ticks(ax, suffix: str = "") -> None:
+    """Label a logarithmic y axis at 1-2-5 steps inside its range (``suffix`` after each number)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    low, high = ax.get_ylim()
+    candidates = [(m, m * 10.0 ** e) for e in range(-6, 7) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+    for mantissas in ((1, 2, 5), (1, 5), (1,)):  # fewer labels on a taller range
+        ticks = [t for m, t in candidates if m in mantissas]
+        if len(ticks) <= 6:
+            break
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{suffix}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def learning_curves(history, *, title: str | None = None):
+    """Training curves, one point per pass: the training loss (left) and the error rates (right).
+
+    ``history`` is a :class:`lenet_course.training.History` or a mapping of run names to
+    Histories (``{"modern": h1, "paper": h2}``), one colour per run. The training loss and the
+    training error (dashed) are averages over each pass, taken while the weights were still
+    changing; the test error (solid, when the run was evaluated) is measured after each pass.
+    Both axes are logarithmic, so losses of different criteria and errors from 90% down to 1%
+    share a panel. Returns the figure.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    runs = dict(history) if isinstance(history, dict) else {"": history}
+    if not runs:
+        raise ValueError("learning_curves needs at least one History")
+    for name, h in runs.items():
+        label = f"history {name!r}" if name else "the history"
+        if not h.epoch:
+            raise ValueError(f"{label} has no completed pass to plot")
+        lengths = {len(h.epoch), len(h.train_loss), len(h.train_error)} | ({len(h.test_error)} if h.test_error else set())
+        if len(lengths) != 1:
+            raise ValueError(f"{label} has lists of different lengths: {sorted(lengths)}")
+    fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(6.4, 2.5))
+    for k, (name, h) in enumerate(runs.items()):
+        color = f"C{k}"
+        loss_ax.plot(h.epoch, h.train_loss, "o-", ms=3, lw=1.4, color=color, label=name or None)
+        error_ax.plot(h.epoch, 100 * np.asarray(h.train_error), "o--", ms=3, lw=1.0, color=color, alpha=0.7)
+        if h.test_error:
+            error_ax.plot(h.epoch, 100 * np.asarray(h.test_error), "o-", ms=3, lw=1.4, color=color)
+    for ax, panel_title, ylabel, suffix in ((loss_ax, "training loss", "loss (each run's criterion)", ""),
+                                            (error_ax, "error rate", "error", "%")):
+        ax.set_yscale("log")
+        _log_ticks(ax, suffix)
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel("pass over the training set", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7, which="both")
+    styles = [plt.Line2D([], [], color="0.3", ls="-", lw=1.4, label="test"),
+              plt.Line2D([], [], color="0.3", ls="--", lw=1.0, label="train (during the pass)")]
+    error_ax.legend(handles=styles, fontsize=7, frameon=False)
+    if any(runs):
+        loss_ax.legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
