@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import nbformat
 
-from lenet_course.checks import CheckResult, check, get_exercise
+from lenet_course.checks import TODO_MESSAGE, CheckResult, check, get_exercise
 
 _SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 _MIN_LEAK = 12  # characters: shorter code lines ("return x") are too common to count as a leak
@@ -75,6 +75,17 @@ def assert_fails_in_one_line(exercise_id: str, namespace: dict, start: str, caps
     assert result.message.startswith(start)
     assert out.count("\n") == 1 and "Traceback" not in out
     return result
+
+
+def assert_stub_not_attempted(exercise_id: str, namespace: dict, capsys) -> None:
+    """An answer that still raises the exercise's NotImplementedError is reported as not attempted."""
+    ex = get_exercise(exercise_id)
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError(f"Exercise {exercise_id} ({ex.title}): ...")
+    result, out = run_check(exercise_id, {**namespace, ex.names[0]: stub}, capsys)
+    assert result.status == "not_attempted"
+    assert out == f"[TODO] {exercise_id} {ex.title}: {TODO_MESSAGE}\n"
 
 
 def printed_lines(wrong: Wrong, namespace_of: Callable[[str], dict], capsys) -> list[str]:

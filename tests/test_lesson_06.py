@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 from pathlib import Path
 
 import matplotlib
@@ -12,42 +11,28 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lenet_course.checks import TODO_MESSAGE, check, get_exercise, lesson06, lesson_exercises  # noqa: E402
+from lenet_course.checks import get_exercise, lesson06, lesson_exercises  # noqa: E402
 from lenet_course.paper import learning_rate  # noqa: E402
 from lenet_course.plots import learning_curves  # noqa: E402
 from lenet_course.training import History  # noqa: E402
+
+from exercise_testing import (  # noqa: E402
+    assert_fails_in_one_line, assert_fails_with, assert_nothing_leaks, assert_stub_not_attempted,
+    notebook_namespace, printed_lines, run_check, solution_lines,
+)
 
 SOLUTION = Path(__file__).resolve().parent.parent / "solutions" / "06_training.ipynb"
 IDS = ["06.1", "06.2", "06.3", "06.4"]
 
 
-def _solution_notebook() -> nbformat.NotebookNode:
-    return nbformat.read(SOLUTION, as_version=4)
-
-
 @pytest.fixture(scope="module")
 def solved() -> dict:
     """The namespace of the solution notebook run in this process, check cells left out."""
-    namespace: dict = {}
-    for cell in _solution_notebook().cells:
-        if cell.cell_type == "code" and "check(" not in cell.source:
-            exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
-    return namespace
-
-
-@pytest.fixture
-def ns(solved) -> dict:
-    return dict(solved)
-
-
-def _run(exercise_id: str, namespace: dict, capsys) -> tuple:
-    result = check(exercise_id, namespace)
-    return result, capsys.readouterr().out
+    return notebook_namespace(SOLUTION)
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,7 +48,7 @@ def test_lesson_06_registers_four_exercises():
 
 @pytest.mark.parametrize("exercise_id", IDS)
 def test_the_solutions_pass(exercise_id, ns, capsys):
-    result, out = _run(exercise_id, ns, capsys)
+    result, out = run_check(exercise_id, ns, capsys)
     assert result.status == "passed", result.message
     assert out == f"[PASS] {exercise_id} {get_exercise(exercise_id).title}\n"
 
@@ -211,23 +196,14 @@ WRONG = [
 
 @pytest.mark.parametrize("exercise_id, answer, expected", WRONG)
 def test_wrong_answers_fail_with_what_was_expected(exercise_id, answer, expected, ns, capsys):
-    ns.update(answer)
-    result, out = _run(exercise_id, ns, capsys)
-    ex = get_exercise(exercise_id)
-    assert result.status == "failed"
-    assert expected in result.message, result.message
-    assert result.message.endswith(f" Hint: {ex.hint}")
-    assert out == f"[FAIL] {exercise_id} {ex.title}: {result.message}\n"
+    assert_fails_with(exercise_id, {**ns, **answer}, expected, capsys)
 
 
 def test_a_raising_function_fails_naming_the_exception(ns, capsys):
     def train_step(model, optimizer, x, y, loss_fn):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
-    ns["train_step"] = train_step
-    result, out = _run("06.1", ns, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith(f"{STEP_SGD} raised RuntimeError: mat1 and mat2 shapes cannot be multiplied")
-    assert out.count("\n") == 1 and "Traceback" not in out
+    assert_fails_in_one_line("06.1", {**ns, "train_step": train_step},
+                             f"{STEP_SGD} raised RuntimeError: mat1 and mat2 shapes cannot be multiplied", capsys)
 
 
 def test_the_check_works_on_copies(ns, capsys):
@@ -239,48 +215,34 @@ def test_the_check_works_on_copies(ns, capsys):
         return ns_step(model, optimizer, x, y, loss_fn)
     ns_step = ns["train_step"]
     ns["train_step"] = train_step
-    result, _ = _run("06.1", ns, capsys)
+    result, _ = run_check("06.1", ns, capsys)
     assert result.status == "passed"
     assert len({id(m) for m in seen}) == len(lesson06.step_cases())
 
 
 def test_a_missing_function_is_named(ns, capsys):
     del ns["error_rate"]
-    result, _ = _run("06.2", ns, capsys)
+    result, _ = run_check("06.2", ns, capsys)
     assert result.status == "failed"
     assert result.message.startswith("`error_rate` is not defined: run the cell above.")
 
 
 @pytest.mark.parametrize("exercise_id", IDS)
 def test_a_stub_is_not_attempted(exercise_id, ns, capsys):
-    ex = get_exercise(exercise_id)
-
-    def stub(*args, **kwargs):
-        raise NotImplementedError(f"Exercise {exercise_id} ({ex.title}): ...")
-    ns[ex.names[0]] = stub
-    result, out = _run(exercise_id, ns, capsys)
-    assert result.status == "not_attempted"
-    assert out == f"[TODO] {exercise_id} {ex.title}: {TODO_MESSAGE}\n"
+    assert_stub_not_attempted(exercise_id, ns, capsys)
 
 
 def _solution_lines() -> set[str]:
-    """Code lines of the solution regions and of the references, for the leak test."""
-    lines = set()
-    for cell in _solution_notebook().cells:
-        match = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
-        lines.update(match.group(1).splitlines() if match else [])
-    for reference in (lesson06._reference_step, lesson06._reference_error_rate, lesson06._reference_sdlm):
-        lines.update(inspect.getsource(reference).splitlines())
-    return {line.strip() for line in lines if len(line.strip()) >= 12 and not line.strip().startswith(('"""', "def "))}
+    """The solution regions' lines, and every computing line of the references (not only those with
+    a return or an =), for the leak test."""
+    references = (lesson06._reference_step, lesson06._reference_error_rate, lesson06._reference_sdlm)
+    lines = {line.strip() for reference in references for line in inspect.getsource(reference).splitlines()}
+    return solution_lines([SOLUTION]) | {line for line in lines
+                                          if len(line) >= 12 and not line.startswith(('"""', "def "))}
 
 
 def test_messages_never_show_the_solution(ns, capsys):
-    shown = []
-    for exercise_id, answer, _ in WRONG:
-        _, out = _run(exercise_id, {**ns, **answer}, capsys)
-        shown.append(out)
-    leaks = [line for line in _solution_lines() if any(line in text for text in shown)]
-    assert not leaks
+    assert_nothing_leaks(printed_lines(WRONG, lambda exercise_id: ns, capsys), _solution_lines())
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +256,7 @@ def _history(n: int, test: bool = True) -> History:
                    test_error=[e * 0.8 for e in errors] if test else [], seconds=[1.0] * n)
 
 
-def test_learning_curves_draws_a_loss_and_two_error_lines_per_run():
+def test_learning_curves_draws_a_loss_and_two_error_lines_perrun_check():
     fig = learning_curves({"modern": _history(4), "paper": _history(3)}, title="t")
     try:
         loss_ax, error_ax = fig.axes

@@ -20,7 +20,7 @@ from lenet_course.checks import MIMETYPE, TODO_MESSAGE, get_exercise, lesson_exe
 from lenet_course.checks import lesson03, lesson04
 from lenet_course.layers import Subsampling, c3_mask, conv2d, sparse_conv2d, squash, squash_grad
 from lenet_course.models import LeNetConfig, count_parameters, layer_table, lenet5
-from lenet_course.paper import A, C3_TABLE, LAYERS, PARAMS_TOTAL, S
+from lenet_course.paper import A, LAYERS, PARAMS_TOTAL, S
 
 from exercise_testing import (
     assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines, run_check, solution_lines,
