@@ -33,23 +33,21 @@ from nbformat import NotebookNode
 
 from lenet_course.files import atomic_write
 from lenet_course.checks import (
-    FAILED, MIMETYPE, NOT_ATTEMPTED, PASSED, STATUS_TAGS, Exercise, format_line, get_exercise,
+    FAILED, MIMETYPE, MISSING, NOT_ATTEMPTED, PASSED, CheckResult, Exercise, get_exercise,
     lesson_exercises,
 )
 
 __all__ = [
-    "BEGIN", "END", "MISSING", "ExerciseError", "ExerciseReport", "NotebookReport",
+    "BEGIN", "END", "ExerciseError", "NotebookReport",
     "exercise_notebook", "build", "stale", "grade", "format_report", "reports_to_json",
 ]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-MISSING = "missing"  # the exercise's check cell was deleted or never reported
 
 _GRADE_ID = re.compile(r"^ex(\d{2})_(\d+)$")                     # nbgrader grade_id of exercise NN.K
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\d{2}\.\d+)["']""")  # a check cell's call
 _LESSON_PREFIX = re.compile(r"^(\d{2})_")
 _TIMEOUT_ENAME = "CellTimeoutError"
-_TAGS = {**STATUS_TAGS, MISSING: "MISSING"}
 
 
 class ExerciseError(ValueError):
@@ -257,26 +255,12 @@ def stale(solutions_dir: str | os.PathLike, exercises_dir: str | os.PathLike) ->
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ExerciseReport:
-    """One exercise of a graded notebook; ``status`` is passed, failed, not_attempted or missing."""
-    id: str
-    title: str
-    status: str
-    message: str
-
-    @property
-    def line(self) -> str:
-        """``[PASS] 00.1 Title``, ``[FAIL] 00.2 Title: message``, ``[TODO] ...``, ``[MISSING] ...``."""
-        return format_line(_TAGS[self.status], self.id, self.title, self.message)
-
-
-@dataclass(frozen=True)
 class NotebookReport:
     """The grade of one notebook: one report per exercise of its lesson, in order, and notes
     about cells that timed out or killed the kernel outside any exercise."""
     path: Path
     lesson: str
-    exercises: tuple[ExerciseReport, ...]
+    exercises: tuple[CheckResult, ...]
     notes: tuple[str, ...] = ()
 
     @property
@@ -365,19 +349,19 @@ def _error_text(cell: NotebookNode) -> str | None:
 
 
 def _report(ex: Exercise, nb: NotebookNode, owners: dict[int, set[str]], record: dict | None,
-            fates: dict[int, str]) -> ExerciseReport:
+            fates: dict[int, str]) -> CheckResult:
     cells = [i for i, ids in owners.items() if ex.id in ids]
     fate = next((fates[i] for i in cells if i in fates), None)
     if record is not None and (record["status"] == PASSED or fate is None):
-        return ExerciseReport(ex.id, ex.title, record["status"], str(record.get("message", "")))
+        return CheckResult(ex.id, ex.title, record["status"], str(record.get("message", "")))
     if fate is not None:
-        return ExerciseReport(ex.id, ex.title, FAILED, f"cell {fate}")
+        return CheckResult(ex.id, ex.title, FAILED, f"cell {fate}")
     check_cells = [i for i in cells if ex.id in _check_ids(nb.cells[i])]
     if not check_cells:
-        return ExerciseReport(ex.id, ex.title, MISSING, f"its check cell, check(\"{ex.id}\"), is not in the notebook")
+        return CheckResult(ex.id, ex.title, MISSING, f"its check cell, check(\"{ex.id}\"), is not in the notebook")
     error = _error_text(nb.cells[check_cells[-1]])
     reason = f"raised {error}" if error else "did not run"
-    return ExerciseReport(ex.id, ex.title, MISSING, f"its check cell {reason}")
+    return CheckResult(ex.id, ex.title, MISSING, f"its check cell {reason}")
 
 
 def grade(paths: Iterable[str | os.PathLike], timeout: int = 60) -> list[NotebookReport]:

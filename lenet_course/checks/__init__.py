@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import numpy as np
 
 __all__ = [
-    "MIMETYPE", "PASSED", "FAILED", "NOT_ATTEMPTED", "STATUS_TAGS", "TODO_MESSAGE",
+    "MIMETYPE", "PASSED", "FAILED", "NOT_ATTEMPTED", "MISSING", "STATUS_TAGS", "TODO_MESSAGE",
     "Exercise", "CheckResult", "CheckFailed", "NotAttempted",
     "exercise", "get_exercise", "lesson_exercises", "check", "format_line",
     "describe", "call", "compare_function", "expect_array", "expect_equal", "expect_close",
@@ -44,7 +44,8 @@ __all__ = [
 MIMETYPE = "application/vnd.lenet-course.check+json"
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not_attempted"
-STATUS_TAGS = {PASSED: "PASS", FAILED: "FAIL", NOT_ATTEMPTED: "TODO"}
+MISSING = "missing"  # reported by the grader only: an exercise's check cell was deleted or never ran
+STATUS_TAGS = {PASSED: "PASS", FAILED: "FAIL", NOT_ATTEMPTED: "TODO", MISSING: "MISSING"}
 TODO_MESSAGE = "not attempted yet - replace the NotImplementedError in the cell above"
 
 _ID = re.compile(r"^(\d{2})\.(\d+)$")
@@ -153,7 +154,8 @@ def format_line(tag: str, exercise_id: str, title: str, message: str) -> str:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What :func:`check` found: ``status`` is ``"passed"``, ``"failed"`` or ``"not_attempted"``."""
+    """What :func:`check` found: ``status`` is ``"passed"``, ``"failed"`` or ``"not_attempted"``
+    (and, in the grader's reports, ``"missing"``)."""
     id: str
     title: str
     status: str
