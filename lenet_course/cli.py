@@ -169,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_exercises_build)
     p = ex_sub.add_parser("check", help="run notebooks and report each exercise: passed, failed, not attempted, missing")
     p.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
-    p.add_argument("--timeout", type=int, default=60, help="seconds each cell may run (default: 60)")
+    p.add_argument("--timeout", type=_positive_int, default=60, help="seconds each cell may run (default: 60)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (for grading a folder)")
     p.set_defaults(func=_exercises_check)
 
@@ -184,11 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
     from .exercises import ExerciseError
     from .runner import CourseError
-    from .training import CheckpointError
-    args = _parser().parse_args(argv)
+    from .training import CheckpointError, DeviceError
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "resume", False) and not args.checkpoint:
+        parser.error("--resume needs --checkpoint FILE (the file to continue from)")
     try:
         return args.func(args)
-    except (DataError, CourseError, ExerciseError, CheckpointError) as exc:
+    except (DataError, CourseError, ExerciseError, CheckpointError, DeviceError) as exc:
         print(f"lenet-course: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

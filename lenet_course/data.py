@@ -31,7 +31,7 @@ from .files import atomic_write, temp_file_beside
 from .progress import progress_bar
 
 __all__ = [
-    "DataError", "MnistFile", "MNIST_FILES", "DEFAULT_MIRRORS", "MNIST",
+    "DataError", "IDX_TYPES", "MnistFile", "MNIST_FILES", "DEFAULT_MIRRORS", "MNIST",
     "read_idx", "cache_dir", "default_data_dir", "find_mnist", "load_mnist", "load_sample", "download_mnist",
     "pad_to_32", "paper_scale", "to_tensor", "BACKGROUND", "FOREGROUND",
 ]
@@ -46,7 +46,7 @@ class DataError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 # Magic number = 0x0000 | type code | number of dimensions. MNIST only uses unsigned bytes.
-_IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
+IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
@@ -75,14 +75,14 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
     if len(data) < 4:
         raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header")
     zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
-    if zero != 0 or type_code not in _IDX_TYPES or ndim == 0:
+    if zero != 0 or type_code not in IDX_TYPES or ndim == 0:
         raise DataError(f"{path}: not an IDX file (magic bytes {data[:4].hex()}, expected 0000 08 0N "
                         f"for unsigned bytes; starts with {data[:16]!r})")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{path}: truncated header ({len(data)} bytes, {header} needed for {ndim} dimensions)")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = _IDX_TYPES[type_code]
+    dtype = IDX_TYPES[type_code]
     expected = header + math.prod(shape) * dtype.itemsize  # Python ints: np.prod overflows int64 on lying headers
     if len(data) < expected:
         raise DataError(f"{path}: truncated: the header promises shape {shape} ({expected:,} bytes) "

@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, BinaryIO
 
 __all__ = ["temp_file_beside", "atomic_write"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextmanager
@@ -23,11 +17,14 @@ def temp_file_beside(target: Path) -> Iterator[Path]:
     It gets the permissions an ordinary new file would get (``mkstemp`` would make it 0600).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
+            break
+        except FileExistsError:
+            continue
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)

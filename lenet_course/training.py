@@ -31,7 +31,7 @@ from lenet_course.layers import SparseConv2d, Subsampling
 from lenet_course.models import LeNet5, LeNetConfig, lenet5
 from lenet_course.paper import HESSIAN_SAMPLES, MU, learning_rate
 
-__all__ = ["TrainConfig", "History", "CheckpointError", "resolve_device", "prepare", "evaluate",
+__all__ = ["TrainConfig", "History", "CheckpointError", "DeviceError", "resolve_device", "prepare", "evaluate",
            "gauss_newton_diagonal", "SDLM", "fit", "train", "load_checkpoint", "RECIPES"]
 
 
@@ -41,7 +41,8 @@ class TrainConfig:
     epochs: int = 4               # passes over the training set (the paper: 20)
     batch_size: int = 256         # examples per update (the paper: 1, an update after every example)
     optimizer: str = "adam"       # "adam", "sgd" (momentum 0.9) or "sdlm" (the paper's method)
-    lr: float = 1e-2              # the peak rate for "onecycle", the rate for "constant"; unused by "paper"
+    lr: float = 1e-2              # the peak rate for "onecycle", the rate for "constant", the rate of passes 1-2
+                                  # for "paper" (later passes follow the paper's ratios); SDLM ignores it
     schedule: str = "onecycle"    # "onecycle", "constant", or "paper" (eta per pass, Section V of the paper)
     loss: str = "auto"            # "auto" (map for an RBF head, cross_entropy for a linear one), "mse", "map"
     mu: float = MU                # SDLM: the damping added to each curvature estimate (the paper: 0.02)
@@ -92,15 +93,19 @@ class CheckpointError(ValueError):
     """A checkpoint file is corrupt, truncated, or belongs to another model or configuration."""
 
 
+class DeviceError(RuntimeError):
+    """The device asked for is not available on this machine."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"``: CUDA when present, else the CPU. Apple's MPS only when asked for, with a warning."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+        raise DeviceError("device 'cuda' was asked for, but torch sees no CUDA GPU; use 'auto' or 'cpu'")
     if name == "mps":
         if not torch.backends.mps.is_available():
-            raise RuntimeError("device 'mps' was asked for, but this machine has no Apple MPS; use 'auto' or 'cpu'")
+            raise DeviceError("device 'mps' was asked for, but this machine has no Apple MPS; use 'auto' or 'cpu'")
         warnings.warn("training on MPS: some operations fall back to the CPU and results differ slightly "
                       "from CPU runs", stacklevel=2)
     if name not in ("cpu", "cuda", "mps"):
@@ -282,6 +287,10 @@ class SDLM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -290,6 +299,7 @@ class SDLM(torch.optim.Optimizer):
                 if h is None:
                     raise RuntimeError("SDLM.step() before set_curvature(): estimate the curvature first")
                 p.addcdiv_(p.grad, h + group["mu"], value=-group["lr"])
+        return loss
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,6 +399,9 @@ def fit(model: LeNet5, train_data: tuple[torch.Tensor, torch.Tensor], config: Tr
     if resume and checkpoint is not None and checkpoint.exists():
         history = _restore(checkpoint, model, opt, sched, generator, config)
     first = len(history.epoch)
+    if first > config.epochs:
+        raise CheckpointError(f"{checkpoint}: already holds {first} passes, more than epochs={config.epochs}; "
+                              "ask for at least that many passes, or use a new checkpoint")
 
     bar = progress_bar(total=(config.epochs - first) * steps_per_epoch, desc="training", unit="batch",
                        enabled=progress, leave=False)

@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -63,7 +62,7 @@ def _ship(name: str, run: dict, model_file: Path) -> None:
     variant = CONFIGS[name][0]
     WEIGHTS.mkdir(exist_ok=True)
     target = WEIGHTS / f"{variant}.pt"
-    shutil.copyfile(model_file, target)
+    atomic_write(target, model_file.read_bytes())
     manifest_path = WEIGHTS / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest[variant] = {

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lenet_course.cli import main
 
@@ -89,13 +90,22 @@ def test_exercises_check_exit_status_and_json(tmp_path, capsys):
     ["train", "--json", "x.json", "--seed", "-1"],
     ["train", "--json", "x.json", "--variant", "lenet1"],
     ["train", "--epochs", "1"],                      # --json is required
+    ["train", "--json", "x.json", "--resume"],       # --resume without --checkpoint
+    ["exercises", "check", "nb.ipynb", "--timeout", "0"],
 ])
 def test_bad_train_arguments_give_a_usage_message(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "usage: lenet-course train" in err and "Traceback" not in err
+    assert "usage: lenet-course" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_train_on_a_missing_gpu_is_an_error_message(tmp_path, capsys):
+    assert main(["train", "--data", "sample", "--epochs", "1", "--device", "cuda", "--json", str(tmp_path / "r.json")]) == 1
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and "Traceback" not in err
 
 
 def test_train_writes_its_results_as_json(tmp_path, capsys):

@@ -126,7 +126,7 @@ WRONG = [
      f"{CODE_3} should have shape (1, 10), got (1, 84)"),
     ("05.1", {"rbf_penalties": torch.cdist}, f"{CODE_3}: 9 of 10 values differ; first at [0, 0]: expected 112, got 10.583"),
     ("05.1", {"rbf_penalties": lambda x, w: rbf(x.numpy(), w.numpy())},
-     f"{CODE_3} should return a torch tensor, got an array of shape (1, 10) and dtype float64 (convert with"),
+     f"{CODE_3} should return a torch tensor, got an array of shape (1, 10) and dtype float64 (use torch operations throughout, or convert with torch.as_tensor)"),
     ("05.1", {"rbf_penalties": lambda x, w: ((x.reshape(-1, 1, 84) - w.reshape(1, 10, 84)) ** 2).sum(dim=2)},
      "rbf_penalties(x of shape (3, 5) against 2 prototypes of length 5) raised RuntimeError: shape '[-1, 1, 84]'"),
     ("05.1", {"rbf_penalties": lambda x, w: ((x[:, None, :] - w[None, :, :]) ** 2).sum()},

@@ -69,7 +69,7 @@ def test_the_stale_gradients_case_really_holds_gradients():
     description, spec = lesson06.step_cases()[2]
     model, optimizer, x, y, loss_fn, previous = lesson06._setup(*spec)
     assert ".grad still holds" in description and previous is not None
-    lesson06._prepare(model, optimizer, x, y, loss_fn, previous)
+    lesson06._prepare(model, loss_fn, previous)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 

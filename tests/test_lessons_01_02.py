@@ -165,7 +165,7 @@ WRONG = [
     ("02.3", {"pool2x2": lambda x, kind: _blocks(x).max(axis=(3, 5)) if kind == "max" else _blocks(x).mean(axis=(3, 5))},
      "pool2x2(the lesson's 4x4 map, 'sum') should raise ValueError, but returned an array of shape (1, 1, 2, 2)"),
     ("02.3", {"pool2x2": lambda x, kind: F.avg_pool2d(torch.from_numpy(x), 2)},
-     "pool2x2(the lesson's 4x4 map, 'avg') should return a numpy array, got Tensor"),
+     "pool2x2(the lesson's 4x4 map, 'avg') should return a numpy array, got a tensor of shape (1, 1, 2, 2) and dtype torch.float32"),
     ("02.4", {"shift_digits": lambda images, dy, dx: np.roll(images, (dy, dx), axis=(1, 2))},
      "shift_digits(3 digits, dy=1, dx=0 (one row down)): "),
     ("02.4", {"shift_digits": lambda images, dy, dx: lesson02.shift_reference(images, dy, dx).astype(np.float32)},

@@ -112,6 +112,9 @@ def test_resume_refuses_another_model_or_other_settings(small, tmp_path):
     history = fit(_model("modern"), (x, y), TrainConfig(epochs=2, batch_size=256, schedule="constant", lr=1e-3),
                   checkpoint=ckpt, resume=True, progress=False)
     assert history.epoch == [1, 2]
+    with pytest.raises(CheckpointError, match="already holds 2 passes"):  # fewer passes than already done
+        fit(_model("modern"), (x, y), TrainConfig(epochs=1, batch_size=256, schedule="constant", lr=1e-3),
+            checkpoint=ckpt, resume=True, progress=False)
 
 
 def test_train_is_seeded_and_leaves_the_global_rng_alone(small):

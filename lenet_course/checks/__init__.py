@@ -37,7 +37,7 @@ __all__ = [
     "MIMETYPE", "PASSED", "FAILED", "NOT_ATTEMPTED", "MISSING", "STATUS_TAGS", "TODO_MESSAGE",
     "Exercise", "CheckResult", "CheckFailed", "NotAttempted",
     "exercise", "get_exercise", "lesson_exercises", "check", "format_line",
-    "describe", "call", "compare_function", "expect_array", "expect_equal", "expect_close",
+    "describe", "call", "compare_function", "expect_array", "expect_tensor", "expect_equal", "expect_close",
     "expect_raises", "is_int", "expect_int", "expect_tuple", "expect_fields",
 ]
 
@@ -243,12 +243,22 @@ _repr.maxlist = _repr.maxtuple = 6
 
 
 def describe(value: Any) -> str:
-    """A short description of a learner's value: an array's shape and dtype, else a short repr."""
+    """A short description of a learner's value: an array's or tensor's shape and dtype, else a short repr."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if hasattr(value, "detach") and hasattr(value, "shape"):  # a torch tensor (torch is not imported here)
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     if value is None:
         return "None"
     return f"{type(value).__name__} {_repr.repr(value)}"
+
+
+def expect_tensor(got: Any, want: Any, expr: str, *, atol: float = 1e-6) -> None:
+    """``got`` is a torch tensor with ``want``'s shape, kind of dtype (integers or floats) and values."""
+    if not (hasattr(got, "detach") and hasattr(got, "shape")):
+        hint = " (use torch operations throughout, or convert with torch.as_tensor)" if isinstance(got, np.ndarray) else ""
+        raise CheckFailed(f"{expr} should return a torch tensor, got {describe(got)}{hint}")
+    expect_array(got.detach().cpu().numpy(), want.detach().cpu().numpy(), expr, same_kind=True, atol=atol)
 
 
 def _exception_text(exc: BaseException) -> str:

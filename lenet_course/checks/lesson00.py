@@ -16,17 +16,16 @@ import numpy as np
 from lenet_course.checks import (
     call, compare_function, expect_array, expect_close, expect_equal, expect_raises, exercise,
 )
-from lenet_course.data import pad_to_32, paper_scale
+from lenet_course.data import IDX_TYPES, pad_to_32, paper_scale
 
 __all__ = ["IDX_SAMPLES", "SHORT_HEADERS", "idx_bytes"]
 
-_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}  # IDX type code -> bytes per value
 
 
 def idx_bytes(type_code: int, dims: tuple[int, ...]) -> bytes:
     """A complete IDX file (header, then zero-filled data) of the given type code and shape."""
     header = bytes([0, 0, type_code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
-    return header + bytes(int(np.prod(dims)) * _ITEMSIZE[type_code])
+    return header + bytes(int(np.prod(dims)) * IDX_TYPES[type_code].itemsize)
 
 
 # (description shown to the learner, type code, dims): the magic number is type_code * 256 + len(dims).

@@ -22,14 +22,10 @@ from lenet_course.layers import conv2d, conv2d_loops
 __all__ = ["MAP_CASES", "BATCH_CASES", "COUNT_CASES", "SPEED_BATCH", "SPEED_LIMIT_S", "conv_counts_reference"]
 
 
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
 def _digit_like(seed: int, size: int = 32) -> np.ndarray:
     """A 32x32 float32 input shaped like a scaled digit: background -0.1, a few bright strokes."""
     x = np.full((size, size), -0.1, np.float32)
-    g = _rng(seed)
+    g = np.random.default_rng(seed)
     for _ in range(3):
         r, c = g.integers(4, size - 8, 2)
         x[r:r + 8, c:c + 2] = 1.175
@@ -48,13 +44,13 @@ MAP_CASES: tuple[tuple[str, tuple], ...] = (
     ("a 5x5 ramp 0..24 and an asymmetric 3x3 kernel, bias 0.5",
      (_ramp((1, 5, 5)), _ASYMMETRIC[None], 0.5)),
     ("a 4x7 input and a 2x3 kernel (nothing square)",
-     (_rng(1).normal(size=(1, 4, 7)).astype(np.float32), _rng(2).normal(size=(1, 2, 3)).astype(np.float32), -1.0)),
+     (np.random.default_rng(1).normal(size=(1, 4, 7)).astype(np.float32), np.random.default_rng(2).normal(size=(1, 2, 3)).astype(np.float32), -1.0)),
     ("3 input maps of 6x6 and a 3x3x3 kernel",
-     (_rng(3).normal(size=(3, 6, 6)).astype(np.float32), _rng(4).normal(size=(3, 3, 3)).astype(np.float32), 0.25)),
+     (np.random.default_rng(3).normal(size=(3, 6, 6)).astype(np.float32), np.random.default_rng(4).normal(size=(3, 3, 3)).astype(np.float32), 0.25)),
     ("a 32x32 digit-like input and a 5x5 edge kernel (C1's sizes)",
      (_digit_like(5)[None], np.tile(np.array([-1, -1, 0, 1, 1], np.float32), (1, 5, 1)), 0.0)),
     ("a 5x5 kernel as large as its 5x5 input (one output value)",
-     (_rng(6).normal(size=(2, 5, 5)).astype(np.float32), _rng(7).normal(size=(2, 5, 5)).astype(np.float32), 2.0)),
+     (np.random.default_rng(6).normal(size=(2, 5, 5)).astype(np.float32), np.random.default_rng(7).normal(size=(2, 5, 5)).astype(np.float32), 2.0)),
     ("a 1x1 kernel (every output is one weighted input)",
      (_ramp((1, 3, 4)), np.full((1, 1, 1), 2.0, np.float32), 1.0)),
 )
@@ -79,13 +75,13 @@ BATCH_CASES: tuple[tuple[str, tuple], ...] = (
      (_ramp((1, 1, 5, 5)), _ASYMMETRIC[None, None], np.array([0.5], np.float32))),
     ("8 digit-like images (8, 1, 32, 32) and C1's bank of 6 kernels (6, 1, 5, 5)",
      (np.stack([_digit_like(s)[None] for s in range(8)]),
-      _rng(8).uniform(-0.1, 0.1, (6, 1, 5, 5)).astype(np.float32),
-      _rng(9).uniform(-0.1, 0.1, 6).astype(np.float32))),
+      np.random.default_rng(8).uniform(-0.1, 0.1, (6, 1, 5, 5)).astype(np.float32),
+      np.random.default_rng(9).uniform(-0.1, 0.1, 6).astype(np.float32))),
     ("2 images of 3 maps 7x9 and 4 kernels 3x2 (multi-channel, nothing square)",
-     (_rng(10).normal(size=(2, 3, 7, 9)).astype(np.float32), _rng(11).normal(size=(4, 3, 3, 2)).astype(np.float32),
-      _rng(12).normal(size=4).astype(np.float32))),
+     (np.random.default_rng(10).normal(size=(2, 3, 7, 9)).astype(np.float32), np.random.default_rng(11).normal(size=(4, 3, 3, 2)).astype(np.float32),
+      np.random.default_rng(12).normal(size=4).astype(np.float32))),
     ("1 image of 16 maps 5x5 and 3 kernels 16x5x5 (C5's shape: 1x1 outputs)",
-     (_rng(13).normal(size=(1, 16, 5, 5)).astype(np.float32), _rng(14).normal(size=(3, 16, 5, 5)).astype(np.float32),
+     (np.random.default_rng(13).normal(size=(1, 16, 5, 5)).astype(np.float32), np.random.default_rng(14).normal(size=(3, 16, 5, 5)).astype(np.float32),
       np.zeros(3, np.float32))),
 )
 
@@ -95,7 +91,7 @@ SPEED_LIMIT_S = 0.25   # a vectorized version needs about 0.005 s; four nested l
 
 def _speed_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.stack([_digit_like(100 + s)[None] for s in range(SPEED_BATCH)])
-    return x, _rng(15).uniform(-0.1, 0.1, (6, 1, 5, 5)).astype(np.float32), np.zeros(6, np.float32)
+    return x, np.random.default_rng(15).uniform(-0.1, 0.1, (6, 1, 5, 5)).astype(np.float32), np.zeros(6, np.float32)
 
 
 @exercise("01.2", "Convolve a batch of images, vectorized", names=("conv_batch",),

@@ -20,10 +20,6 @@ __all__ = ["SMALL_MAP", "S2_CASES", "COUNT_CASES", "POOL_CASES", "SHIFT_CASES",
            "subsampling_counts_reference", "pool_reference", "shift_reference"]
 
 
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
 # The small map of the lesson, as a batch of one image with one map.
 SMALL_MAP = np.array([[1.0, 0.0, -1.0, -1.0],
                       [0.0, 0.0, -1.0, 0.5],
@@ -33,7 +29,7 @@ SMALL_MAP = np.array([[1.0, 0.0, -1.0, -1.0],
 
 def _c1_like(n: int, maps: int, size: int, seed: int) -> np.ndarray:
     """Squashed C1-like states: values in (-1.7159, 1.7159)."""
-    return squash(_rng(seed).normal(0, 1.5, (n, maps, size, size))).astype(np.float32)
+    return squash(np.random.default_rng(seed).normal(0, 1.5, (n, maps, size, size))).astype(np.float32)
 
 
 # (description, (x (N, C, H, W), coef (C,), bias (C,))) for s2_forward
@@ -44,7 +40,7 @@ S2_CASES: tuple[tuple[str, tuple], ...] = (
      (_c1_like(2, 6, 28, 1), np.array([0.1, 0.25, 0.5, 1.0, 2.0, -0.5]),
       np.array([0.0, 0.5, -0.5, 1.0, -1.0, 0.2]))),
     ("a 5x7 map (odd sizes: the last row and column have no partner and are dropped)",
-     (_rng(2).normal(size=(1, 1, 5, 7)).astype(np.float32), np.array([0.5]), np.array([0.1]))),
+     (np.random.default_rng(2).normal(size=(1, 1, 5, 7)).astype(np.float32), np.array([0.5]), np.array([0.1]))),
     ("1 image of 3 maps with negative coefficients",
      (_c1_like(1, 3, 6, 3), np.array([-1.0, -0.25, -2.0]), np.array([0.0, 1.0, -1.0]))),
 )
@@ -104,9 +100,9 @@ def pool_reference(x, kind: str) -> np.ndarray:
 # (description, x) for pool2x2; every case is checked with kind "avg" and "max"
 POOL_CASES: tuple[tuple[str, np.ndarray], ...] = (
     ("the lesson's 4x4 map", SMALL_MAP),
-    ("a 4x4 map of negative values only", -1.0 - np.abs(_rng(4).normal(size=(1, 1, 4, 4))).astype(np.float32)),
+    ("a 4x4 map of negative values only", -1.0 - np.abs(np.random.default_rng(4).normal(size=(1, 1, 4, 4))).astype(np.float32)),
     ("2 images of 3 maps 5x5 (odd: the last row and column are dropped)",
-     _rng(5).normal(size=(2, 3, 5, 5)).astype(np.float32)),
+     np.random.default_rng(5).normal(size=(2, 3, 5, 5)).astype(np.float32)),
     ("4 images of 6 C1-like maps 28x28", _c1_like(4, 6, 28, 6)),
 )
 
@@ -135,7 +131,7 @@ def shift_reference(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def _shift_digits() -> np.ndarray:
     """Three 28x28 uint8 'digits' with ink touching different borders, so wrapping shows."""
-    g = _rng(7)
+    g = np.random.default_rng(7)
     digits = np.zeros((3, 28, 28), np.uint8)
     digits[0, 4:24, 10:14] = 255                        # a centred vertical bar
     digits[1, 0:3, :] = 200                             # ink on the top rows

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from lenet_course.checks import CheckFailed, call, describe, exercise, expect_array, expect_close
+from lenet_course.checks import CheckFailed, call, describe, exercise, expect_close, expect_tensor
 from lenet_course.layers import rbf_prototypes
 from lenet_course.losses import map_criterion, mse_criterion
 
@@ -46,24 +45,10 @@ def _penalties(states: torch.Tensor) -> torch.Tensor:
 # Descriptions of tensors, and comparisons
 # --------------------------------------------------------------------------------------------
 
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return describe(value)
-
-
-def _expect_tensor(got: Any, want: torch.Tensor, expr: str, *, atol: float = 1e-4) -> None:
-    """``got`` is a torch tensor with ``want``'s shape, kind of dtype (integers or floats) and values."""
-    if not isinstance(got, torch.Tensor):
-        hint = " (convert with torch.as_tensor, or use torch operations throughout)" if isinstance(got, np.ndarray) else ""
-        raise CheckFailed(f"{expr} should return a torch tensor, got {_describe(got)}{hint}")
-    expect_array(got.detach().cpu().numpy(), want.detach().cpu().numpy(), expr, same_kind=True, atol=atol)
-
-
 def _expect_loss(got: Any, want: float, expr: str, *, underflow_note: bool = False) -> None:
     """``got`` is a 0-d torch tensor close to ``want``, and stays differentiable."""
     if not isinstance(got, torch.Tensor):
-        raise CheckFailed(f"{expr} should return a 0-d torch tensor (so that .backward() works), got {_describe(got)}")
+        raise CheckFailed(f"{expr} should return a 0-d torch tensor (so that .backward() works), got {describe(got)}")
     if got.dim() != 0:
         raise CheckFailed(f"{expr} should be a single number, the mean over the batch (a tensor of shape ()), "
                           f"got shape {tuple(got.shape)}")
@@ -92,7 +77,7 @@ def _expect_differentiable(fn: Any, name: str, args: tuple, description: str,
     got = call(gradient, name, args, description)
     penalties = args[0].clone().requires_grad_(True)
     (want,) = torch.autograd.grad(reference(penalties, *args[1:]), penalties)
-    _expect_tensor(got, want, f"the gradient of {name}({description}) with respect to the penalties", atol=1e-5)
+    expect_tensor(got, want, f"the gradient of {name}({description}) with respect to the penalties", atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,7 +107,7 @@ def rbf_cases() -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
 def _rbf_penalties(rbf_penalties: Any) -> None:
     for description, (x, prototypes) in rbf_cases():
         got = call(rbf_penalties, "rbf_penalties", (x, prototypes), description)
-        _expect_tensor(got, torch.cdist(x, prototypes) ** 2, f"rbf_penalties({description})")
+        expect_tensor(got, torch.cdist(x, prototypes) ** 2, f"rbf_penalties({description})", atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,7 +216,7 @@ CLASSIFY_HINT = ("The class of a row is the index of its smallest penalty (argmi
 def _classify(classify: Any) -> None:
     for description, args in classify_cases():
         got = call(classify, "classify", args, description)
-        _expect_tensor(got, _reference_classify(*args), f"classify({description})")
+        expect_tensor(got, _reference_classify(*args), f"classify({description})", atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,4 +236,4 @@ def _reference_map_gradient(penalties: torch.Tensor, targets: torch.Tensor, j: f
 def _map_gradient(map_gradient: Any) -> None:
     for description, args in map_cases():
         got = call(map_gradient, "map_gradient", args, description)
-        _expect_tensor(got, _reference_map_gradient(*args), f"map_gradient({description})", atol=1e-5)
+        expect_tensor(got, _reference_map_gradient(*args), f"map_gradient({description})", atol=1e-5)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lenet_course.checks import (
-    CheckFailed, call, describe, exercise, expect_array, expect_close, expect_raises,
+    CheckFailed, call, describe, exercise, expect_close, expect_raises, expect_tensor,
 )
 from lenet_course.losses import map_criterion
 from lenet_course.models import lenet5
@@ -28,20 +27,6 @@ __all__ = ["step_cases", "error_cases", "SCHEDULE_EPOCHS", "sdlm_cases"]
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return describe(value)
-
-
-def _expect_tensor(got: Any, want: torch.Tensor, expr: str, *, atol: float = 1e-6) -> None:
-    """``got`` is a torch tensor with ``want``'s shape, kind of dtype and values."""
-    if not isinstance(got, torch.Tensor):
-        hint = " (use torch operations throughout)" if isinstance(got, np.ndarray) else ""
-        raise CheckFailed(f"{expr} should return a torch tensor, got {_describe(got)}{hint}")
-    expect_array(got.detach().cpu().numpy(), want.detach().cpu().numpy(), expr, same_kind=True, atol=atol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,7 +64,7 @@ def step_cases() -> list[tuple[str, tuple]]:
     ]
 
 
-def _prepare(model, optimizer, x, y, loss_fn, previous) -> None:
+def _prepare(model, loss_fn, previous) -> None:
     """Leave the gradients of an earlier batch in ``.grad``, as a loop that forgot zero_grad would."""
     if previous is not None:
         loss_fn(model(previous[0]), previous[1]).backward()
@@ -96,7 +81,7 @@ def _reference_step(model, optimizer, x, y, loss_fn) -> float:
 def _after_step(step: Callable) -> Callable:
     """``(model, optimizer, x, y, loss_fn, previous) -> (returned value, model after the step)``."""
     def run(model, optimizer, x, y, loss_fn, previous):
-        _prepare(model, optimizer, x, y, loss_fn, previous)
+        _prepare(model, loss_fn, previous)
         return step(model, optimizer, x, y, loss_fn), model
     return run
 
@@ -116,7 +101,7 @@ def _train_step(train_step: Any) -> None:
         expr = f"train_step({description})"
         if isinstance(got_loss, torch.Tensor):
             raise CheckFailed(f"{expr} should return the loss as a Python float (loss.item()), got "
-                              f"{_describe(got_loss)}")
+                              f"{describe(got_loss)}")
         if got_loss is None:
             raise CheckFailed(f"{expr} should return the loss as a Python float (loss.item()), got None")
         expect_close(got_loss, want_loss, f"the loss returned by {expr} (computed before the update)", rtol=1e-5)
@@ -177,7 +162,7 @@ def _error_rate(error_rate: Any) -> None:
         expr = f"error_rate({description})"
         if isinstance(got, torch.Tensor) and got.dim() != 0:
             raise CheckFailed(f"{expr} should be a single number, the fraction of wrong predictions, got "
-                              f"{_describe(got)}")
+                              f"{describe(got)}")
         expect_close(got, _reference_error_rate(*args), expr, rtol=1e-6)
     outputs, labels, _ = error_cases()[0][1]
     expect_raises(error_rate, "error_rate", (outputs, labels, "softmax"), "logits of 8 digits, head='softmax'",
@@ -241,4 +226,4 @@ def sdlm_cases() -> list[tuple[str, tuple]]:
 def _sdlm_update(sdlm_update: Any) -> None:
     for description, args in sdlm_cases():
         got = call(sdlm_update, "sdlm_update", args, description)
-        _expect_tensor(got, _reference_sdlm(*args), f"sdlm_update({description})", atol=1e-12)
+        expect_tensor(got, _reference_sdlm(*args), f"sdlm_update({description})", atol=1e-12)
