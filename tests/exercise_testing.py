@@ -88,6 +88,13 @@ def assert_stub_not_attempted(exercise_id: str, namespace: dict, capsys) -> None
     assert out == f"[TODO] {exercise_id} {ex.title}: {TODO_MESSAGE}\n"
 
 
+def assert_missing_name(exercise_id: str, namespace: dict, name: str, capsys) -> None:
+    """Without ``name`` in ``namespace`` the check fails and says to run the cell that defines it."""
+    result, _ = run_check(exercise_id, {k: v for k, v in namespace.items() if k != name}, capsys)
+    assert result.status == "failed"
+    assert result.message.startswith(f"`{name}` is not defined: run the cell above. Hint: ")
+
+
 def printed_lines(wrong: Wrong, namespace_of: Callable[[str], dict], capsys) -> list[str]:
     """What the check prints for each wrong answer ``(exercise_id, answer, _)`` of ``wrong``, run on
     ``namespace_of(exercise_id)`` with ``answer``'s names put in."""

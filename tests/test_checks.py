@@ -20,6 +20,7 @@ from lenet_course.checks import lesson00
 from lenet_course.data import pad_to_32, paper_scale
 
 from exercise_testing import (
+    assert_missing_name,
     assert_fails_in_one_line, assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines,
     run_check, solution_lines,
 )
@@ -166,10 +167,7 @@ def test_a_raising_function_fails_naming_the_exception(ns, capsys):
 
 
 def test_an_undefined_name_fails_and_says_to_run_the_cell(ns, capsys):
-    del ns["pad_and_scale"]
-    result, out = run_check("00.2", ns, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith("`pad_and_scale` is not defined: run the cell above. Hint: ")
+    assert_missing_name("00.2", ns, "pad_and_scale", capsys)
     not_a_function, _ = run_check("00.2", {**ns, "pad_and_scale": 3}, capsys)
     assert not_a_function.message.startswith("`pad_and_scale` should be a function, got int 3")
 

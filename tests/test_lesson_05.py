@@ -21,6 +21,7 @@ from lenet_course.losses import map_criterion, mse_criterion  # noqa: E402
 from lenet_course.plots import grouped_bars, heatmap  # noqa: E402
 
 from exercise_testing import (  # noqa: E402
+    assert_missing_name,
     assert_fails_in_one_line, assert_fails_with, assert_nothing_leaks, assert_stub_not_attempted,
     notebook_namespace, printed_lines, run_check, solution_lines,
 )
@@ -193,10 +194,7 @@ def test_a_raising_function_fails_naming_the_exception(ns, capsys):
 
 
 def test_a_missing_function_is_named(ns, capsys):
-    del ns["classify"]
-    result, _ = run_check("05.4", ns, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith("`classify` is not defined: run the cell above.")
+    assert_missing_name("05.4", ns, "classify", capsys)
 
 
 @pytest.mark.parametrize("exercise_id", IDS)

@@ -21,6 +21,7 @@ from lenet_course.plots import learning_curves  # noqa: E402
 from lenet_course.training import History  # noqa: E402
 
 from exercise_testing import (  # noqa: E402
+    assert_missing_name,
     assert_fails_in_one_line, assert_fails_with, assert_nothing_leaks, assert_stub_not_attempted,
     notebook_namespace, printed_lines, run_check, solution_lines,
 )
@@ -221,10 +222,7 @@ def test_the_check_works_on_copies(ns, capsys):
 
 
 def test_a_missing_function_is_named(ns, capsys):
-    del ns["error_rate"]
-    result, _ = run_check("06.2", ns, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith("`error_rate` is not defined: run the cell above.")
+    assert_missing_name("06.2", ns, "error_rate", capsys)
 
 
 @pytest.mark.parametrize("exercise_id", IDS)

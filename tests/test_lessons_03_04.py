@@ -23,6 +23,7 @@ from lenet_course.models import LeNetConfig, count_parameters, layer_table, lene
 from lenet_course.paper import A, LAYERS, PARAMS_TOTAL, S
 
 from exercise_testing import (
+    assert_missing_name,
     assert_fails_with, assert_nothing_leaks, notebook_namespace, printed_lines, run_check, solution_lines,
 )
 
@@ -343,9 +344,7 @@ def test_one_stub_of_two_functions_is_still_not_attempted(solved, capsys):
 
 
 def test_a_missing_name_fails_and_says_which(capsys):
-    result, out = run_check("04.1", {"scaled_tanh": squash}, capsys)
-    assert result.status == "failed"
-    assert result.message.startswith("`scaled_tanh_grad` is not defined: run the cell above.")
+    assert_missing_name("04.1", {"scaled_tanh": squash}, "scaled_tanh_grad", capsys)
 
 
 def test_an_answer_that_is_not_a_function_fails_clearly(solved, capsys):
