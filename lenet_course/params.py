@@ -17,7 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["ParameterError", "LessonParams", "TrainingLessonParams", "validate"]
+__all__ = ["ParameterError", "LessonParams", "TrainingLessonParams", "LookingInsideParams", "AblationParams",
+           "TransferLessonParams", "VideoLessonParams", "validate"]
 
 T = TypeVar("T")
 
@@ -83,3 +84,35 @@ def validate(cls: type[T], **values: Any) -> T:
     hints = typing.get_type_hints(cls)
     checked = {name: _check(name, value, hints[name], fields[name].metadata) for name, value in values.items()}
     return cls(**checked)
+
+
+@dataclass(frozen=True)
+class LookingInsideParams(LessonParams):
+    """Lesson 07 (looking inside) also takes the digit to look at and the size of the t-SNE sample."""
+    DIGIT: int = bounded(0, 0, 9_999)              # index of the test digit drawn layer by layer
+    TSNE_POINTS: int = bounded(1_000, 100, 2_000)  # test digits embedded by t-SNE (its time grows with them)
+
+
+@dataclass(frozen=True)
+class AblationParams(TrainingLessonParams):
+    """Lesson 08 (ablations): passes and seeds of each configuration, and an optional results file."""
+    EPOCHS: int = bounded(3, 1, 1000)  # passes of the fast recipe per run on full MNIST (the sample: 1)
+    SEEDS: int = bounded(3, 1, 20)     # runs per configuration, seeds SEED, SEED + 1, ... (the sample: at most 2)
+    RESULTS: str = ""                  # a JSON file saving each finished run, reused by a re-run; "" = none
+
+
+@dataclass(frozen=True)
+class TransferLessonParams(LessonParams):
+    """Lesson 09 (transfer learning): the pretrained variant, the runs per cell, the updates per run, the device."""
+    VARIANT: str = choice("paper", "paper", "modern")           # the pretrained LeNet-5 that is adapted
+    SEEDS: int = bounded(2, 1, 20)                              # runs per strategy and size, seeds SEED, SEED + 1, ...
+    UPDATES: int = bounded(100, 1, 100_000)                     # optimizer updates of every run, whatever its size
+    DEVICE: str = choice("auto", "auto", "cpu", "cuda", "mps")  # "auto": CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class VideoLessonParams(TrainingLessonParams):
+    """Lesson 10 (from images to video): passes and clips of the clip networks, the pretrained variant."""
+    EPOCHS: int = bounded(3, 1, 1000)                   # passes of the 3-D network over its training clips
+    CLIPS: int = bounded(0, 0, 60_000)                  # motion-task training clips; 0: 1,000 (sample, FAST), 12,000 (full MNIST)
+    VARIANT: str = choice("modern", "modern", "paper")  # the pretrained LeNet-5 that reads the frames

@@ -127,30 +127,40 @@ def prepare(images: np.ndarray, labels: np.ndarray, device: torch.device | str =
     return x, y
 
 
-def _loss_name(model: LeNet5, config: TrainConfig) -> str:
+def _head(model: nn.Module) -> str:
+    """``"rbf"`` for a LeNet5 with the RBF output; ``"linear"`` for any other module (it gives logits)."""
+    return model.config.head if isinstance(model, LeNet5) else "linear"
+
+
+def _loss_name(model: nn.Module, config: TrainConfig) -> str:
     if config.loss == "auto":
-        return "map" if model.config.head == "rbf" else "cross_entropy"
-    if config.loss in ("mse", "map") and model.config.head != "rbf":
-        raise ValueError(f"loss {config.loss!r} is for the RBF head; this model's head is "
-                         f"{model.config.head!r}: use loss 'cross_entropy'")
+        return "map" if _head(model) == "rbf" else "cross_entropy"
+    if config.loss in ("mse", "map") and _head(model) != "rbf":
+        raise ValueError(f"loss {config.loss!r} is for the RBF head; this model gives logits: use loss "
+                         "'cross_entropy'")
     return config.loss
 
 
-def _loss_and_scores(model: LeNet5, loss_name: str) -> Callable:
+def _loss_and_scores(model: nn.Module, loss_name: str) -> Callable:
     """A function ``(x, y) -> (loss, scores)``: the loss sees penalties or logits, as it expects."""
     loss_fn = criterion(loss_name)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(x)
-        scores = -out if model.config.head == "rbf" else out
+        scores = -out if _head(model) == "rbf" else out
         return loss_fn(scores if loss_name == "cross_entropy" else out, y), scores
     return step
 
 
 @torch.no_grad()
-def evaluate(model: LeNet5, x: torch.Tensor, y: torch.Tensor, *, loss: str = "auto",
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "auto",
              batch_size: int = 2000) -> dict[str, float]:
-    """Mean loss and error rate (a fraction) of ``model`` on prepared inputs; restores train/eval mode."""
+    """Mean loss and error rate (a fraction) of ``model`` on prepared inputs; restores train/eval mode.
+
+    ``model`` is a LeNet5, or any module whose output is logits ``(N, classes)`` for inputs ``x``.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} inputs but {len(y)} labels")
     step = _loss_and_scores(model, _loss_name(model, TrainConfig(loss=loss)))
     was_training = model.training
     model.eval()
@@ -306,9 +316,16 @@ class SDLM(torch.optim.Optimizer):
 # The training loop
 # --------------------------------------------------------------------------------------------
 
-def _optimizer(model: LeNet5, config: TrainConfig, steps_per_epoch: int, device: torch.device):
-    params = [p for p in model.parameters() if p.requires_grad]
+def _optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int, device: torch.device,
+               param_groups: list[dict] | None = None):
+    params = ([{**group, "lr": group.get("lr", config.lr)} for group in param_groups] if param_groups is not None
+              else [p for p in model.parameters() if p.requires_grad])
     if config.optimizer == "sdlm":
+        if not isinstance(model, LeNet5):
+            raise ValueError(f"SDLM's curvature estimate is written for LeNet5, not a {type(model).__name__}: "
+                             "use optimizer 'adam' or 'sgd'")
+        if param_groups is not None:
+            raise ValueError("SDLM sets each weight's step from its curvature; it takes no param_groups")
         lr = config.lr if config.schedule == "constant" else 0.0  # "paper": set before each pass
         return SDLM(((n, p) for n, p in model.named_parameters() if p.requires_grad), lr=lr, mu=config.mu), None
     if config.optimizer == "adam":
@@ -317,7 +334,8 @@ def _optimizer(model: LeNet5, config: TrainConfig, steps_per_epoch: int, device:
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     if config.schedule == "onecycle":
-        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs,
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                        epochs=config.epochs,
                                                         steps_per_epoch=steps_per_epoch)
     if config.schedule == "paper":
         return opt, torch.optim.lr_scheduler.LambdaLR(
@@ -329,9 +347,14 @@ def _epoch_lr(opt: torch.optim.Optimizer) -> float:
     return float(opt.param_groups[0]["lr"])
 
 
-def _save_checkpoint(path: Path, model: LeNet5, opt, sched, generator: torch.Generator,
+def _model_description(model: nn.Module) -> dict:
+    """What a checkpoint records of the model it was written for: a LeNet5's config, else its class."""
+    return dataclasses.asdict(model.config) if isinstance(model, LeNet5) else {"module": type(model).__name__}
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt, sched, generator: torch.Generator,
                      history: History, config: TrainConfig) -> None:
-    state = {"format": 1, "model_config": dataclasses.asdict(model.config), "train_config": dataclasses.asdict(config),
+    state = {"format": 1, "model_config": _model_description(model), "train_config": dataclasses.asdict(config),
              "model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict() if sched is not None else None,
              "generator": generator.get_state(), "history": dataclasses.asdict(history)}
@@ -354,11 +377,11 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def _restore(path: Path, model: LeNet5, opt, sched, generator: torch.Generator, config: TrainConfig) -> History:
+def _restore(path: Path, model: nn.Module, opt, sched, generator: torch.Generator, config: TrainConfig) -> History:
     state = load_checkpoint(path)
-    if state["model_config"] != dataclasses.asdict(model.config):
+    if state["model_config"] != _model_description(model):
         raise CheckpointError(f"{path}: saved for a model with {state['model_config']}, not "
-                              f"{dataclasses.asdict(model.config)}")
+                              f"{_model_description(model)}")
     saved = {k: v for k, v in state["train_config"].items() if k != "epochs"}
     wanted = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
     if saved != wanted or (config.schedule == "onecycle" and state["train_config"]["epochs"] != config.epochs):
@@ -374,25 +397,37 @@ def _restore(path: Path, model: LeNet5, opt, sched, generator: torch.Generator, 
     return History(**state["history"])
 
 
-def fit(model: LeNet5, train_data: tuple[torch.Tensor, torch.Tensor], config: TrainConfig = TrainConfig(), *,
+def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], config: TrainConfig = TrainConfig(), *,
         test_data: tuple[torch.Tensor, torch.Tensor] | None = None, checkpoint: str | Path | None = None,
-        resume: bool = False, progress: bool = True) -> History:
+        resume: bool = False, progress: bool = True,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        param_groups: list[dict] | None = None) -> History:
     """Train ``model`` in place on prepared tensors (see :func:`prepare`); return the :class:`History`.
+
+    ``model`` is a LeNet5, or any module whose output is logits (trained with cross-entropy): a
+    3-D convolution network on clips, a linear head on features.
 
     Each pass shuffles the training set with a generator seeded by ``config.seed``, updates after
     every ``batch_size`` examples, and evaluates on ``test_data`` when given. With ``checkpoint``,
     the model, optimizer, schedule, generator and history are saved atomically after each pass;
     ``resume=True`` continues from that file (when it exists) and ends with exactly the parameters
-    an uninterrupted run would have.
+    an uninterrupted run would have. ``augment(batch, generator)``, when given, replaces each
+    training batch ``(B, 1, 32, 32)`` by a distorted copy (e.g. :class:`lenet_course.distortions.Distort`);
+    it draws from the same seeded generator as the shuffling, so a resumed run stays exact.
+    ``param_groups`` (torch's optimizer groups: ``{"params": [...], "lr": ...}``, ``lr`` defaulting
+    to ``config.lr``) trains only those parameters, each group at its own rate; the schedule
+    scales every group's rate alike.
     """
     x, y = train_data
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} training inputs but {len(y)} labels")
     device = next(model.parameters()).device
     if x.device != device:
         raise ValueError(f"the data is on {x.device} but the model on {device}: prepare(..., device=...)")
     loss_name = _loss_name(model, config)
     step = _loss_and_scores(model, loss_name)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
-    opt, sched = _optimizer(model, config, steps_per_epoch, device)
+    opt, sched = _optimizer(model, config, steps_per_epoch, device, param_groups)
     generator = torch.Generator().manual_seed(config.seed)
     history = History()
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -427,6 +462,8 @@ def fit(model: LeNet5, train_data: tuple[torch.Tensor, torch.Tensor], config: Tr
             for i in range(0, len(x), config.batch_size):
                 idx = order[i:i + config.batch_size]
                 xb, yb = x[idx], y[idx]
+                if augment is not None:
+                    xb = augment(xb, generator)
                 loss, scores = step(xb, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -472,7 +509,8 @@ RECIPES: dict[str, Callable[..., TrainConfig]] = {"fast": _fast_recipe, "paper":
 
 
 def train(variant: str | LeNetConfig, data: MNIST, config: TrainConfig = TrainConfig(), *,
-          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True
+          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
+          augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
           ) -> tuple[LeNet5, History]:
     """Build a LeNet-5 seeded with ``config.seed`` and fit it on ``data``, evaluating on its test set.
 
@@ -487,5 +525,5 @@ def train(variant: str | LeNetConfig, data: MNIST, config: TrainConfig = TrainCo
     train_xy = prepare(data.train_images, data.train_labels, device)
     test_xy = prepare(data.test_images, data.test_labels, device)
     history = fit(model, train_xy, config, test_data=test_xy, checkpoint=checkpoint, resume=resume,
-                  progress=progress)
+                  progress=progress, augment=augment)
     return model, history

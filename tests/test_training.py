@@ -5,6 +5,8 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from lenet_course.data import load_mnist
 from lenet_course.losses import MAP_J, map_criterion, mse_criterion
@@ -192,3 +194,62 @@ def test_device_choice():
             resolve_device("cuda")
     with pytest.raises(ValueError):
         TrainConfig(device="tpu")
+
+
+# --------------------------------------------------------------------------------------------
+# Any module that gives logits (a 3-D network on clips, a linear head on features)
+# --------------------------------------------------------------------------------------------
+
+def _separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points in 5-D, three classes, each class far along its own axis."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, 5, generator=g) * 0.3
+    x[torch.arange(n), y] += 3.0
+    return x, y
+
+
+def test_fit_trains_any_module_that_gives_logits():
+    train_xy, test_xy = _separable(300, 0), _separable(100, 1)
+    torch.manual_seed(0)
+    head = nn.Linear(5, 3)
+    config = TrainConfig(epochs=5, batch_size=32, lr=0.05)
+    history = fit(head, train_xy, config, test_data=test_xy, progress=False)
+    assert history.epoch == [1, 2, 3, 4, 5] and len(history.test_error) == len(history.seconds) == 5
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.test_error[-1] == 0.0
+    assert evaluate(head, *test_xy) == {"loss": pytest.approx(history.test_loss[-1]), "error": 0.0}
+    assert head.training  # evaluation restored the mode
+
+
+def test_fit_on_any_module_is_deterministic_by_seed():
+    weights = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(0)
+        head = nn.Linear(5, 3)
+        fit(head, _separable(200, 2), TrainConfig(epochs=2, batch_size=64, seed=seed), progress=False)
+        weights.append(head.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_evaluate_counts_the_errors_of_any_module():
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return F.one_hot(x, 3).float() * 10
+
+    x, y = torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2])
+    assert evaluate(Fixed(), x, y, batch_size=3)["error"] == 0.25
+    with pytest.raises(ValueError, match="4 inputs but 3 labels"):
+        evaluate(Fixed(), x, y[:3])
+
+
+@pytest.mark.parametrize("config, message", [
+    (TrainConfig(epochs=1, batch_size=1, optimizer="sdlm", schedule="constant"), "SDLM's curvature .* not a Linear"),
+    (TrainConfig(epochs=1, loss="map"), "loss 'map' is for the RBF head; this model gives logits"),
+])
+def test_fit_refuses_what_only_a_lenet5_can_do(config, message):
+    with pytest.raises(ValueError, match=message):
+        fit(nn.Linear(5, 3), _separable(10, 0), config, progress=False)
+    x, y = _separable(10, 0)
+    with pytest.raises(ValueError, match="10 training inputs but 9 labels"):
+        fit(nn.Linear(5, 3), (x, y[:9]), TrainConfig(epochs=1), progress=False)
