@@ -21,6 +21,7 @@ is restored. Matplotlib is imported only by the plot functions.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -37,7 +38,7 @@ from lenet_course.paper import INPUT_SHAPE, LAYER_NAMES
 
 __all__ = [
     "record_activations", "confusion_matrix", "margins", "worst_digits", "PCA", "fit_pca", "Embedding", "embed",
-    "occlusion_scores", "occlusion_map", "rbf_distances", "perturb",
+    "occlusion_scores", "occlusion_map", "rbf_distances", "perturb", "HEADLESS", "interactive_frontend",
     "plot_layers", "plot_confusion", "plot_digits", "plot_embedding", "plot_occlusion",
 ]
 
@@ -474,6 +475,28 @@ def perturb(digits: np.ndarray, *, shift: tuple[float, float] = (0.0, 0.0), angl
         row, col, size = (int(v) for v in erase)
         out[:, :, max(row, 0):max(row + size, 0), max(col, 0):max(col + size, 0)] = 0
     return out.reshape(digits.shape)
+
+
+# Set to "1" in the environment of notebooks executed unattended: lenet-course run and store (see
+# lenet_course.runner) and the test suite's nbval run.
+HEADLESS = "LENET_COURSE_HEADLESS"
+
+
+def interactive_frontend() -> bool:
+    """Whether a lesson may show ipywidgets controls: ipywidgets imports, an IPython kernel is
+    running, and the notebook is not being executed unattended (``LENET_COURSE_HEADLESS=1``).
+
+    Unattended runs draw the static version only: nobody moves the sliders there, and cells that
+    display widgets can hang papermill and nbclient now and then (jupyter/nbclient#312).
+    """
+    if os.environ.get(HEADLESS) == "1":
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 # --------------------------------------------------------------------------------------------

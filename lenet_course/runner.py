@@ -127,7 +127,8 @@ def run_course(notebooks_dir: str | os.PathLike | None = None, output_dir: str |
     wanted = {"FAST": fast, "DATA": data or ("sample" if fast else None), "DATA_DIR": data_dir}
     runs = [NotebookRun(p.name, "not run", 0.0, None) for p in lessons]
     failure = None
-    with _environ(PYDEVD_DISABLE_FILE_VALIDATION="1"):
+    # LENET_COURSE_HEADLESS: no interactive widgets in unattended runs (lenet_course.inspection.HEADLESS)
+    with _environ(PYDEVD_DISABLE_FILE_VALIDATION="1", LENET_COURSE_HEADLESS="1"):
         bar = progress_bar(lessons, desc="course", unit="lesson", enabled=progress)
         for i, lesson in enumerate(bar):
             bar.set_postfix_str(lesson.name)
@@ -173,7 +174,7 @@ def store_outputs(notebook: str | os.PathLike, *, timeout: int = 600) -> None:
     path = Path(notebook)
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as empty, _environ(LENET_COURSE_DATA=empty, TQDM_DISABLE="1",
-                                                          PYDEVD_DISABLE_FILE_VALIDATION="1"):
+                                                          PYDEVD_DISABLE_FILE_VALIDATION="1", LENET_COURSE_HEADLESS="1"):
         NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, record_timing=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     for key in ("papermill", "widgets"):

@@ -7,8 +7,8 @@ from the user's machine:
   notebooks pick the offline sample whatever is in ``~/.cache/lenet-course/mnist``;
 * ``XDG_CACHE_HOME`` points at a temporary cache folder, so the sample's ``.npz`` cache is built
   once per session (about 2 s) and nothing is read from or written to the user's home;
-* ``TQDM_DISABLE=1``, so progress bars stay out of test output (notebook kernels started by
-  later tests inherit all three).
+* ``TQDM_DISABLE=1``, so progress bars stay out of test output, and ``LENET_COURSE_HEADLESS=1``,
+  so lessons show no interactive widgets (notebook kernels started by later tests inherit all four).
 
 The folder is removed when the interpreter exits. Fixtures: ``idx_bytes`` / ``write_idx`` (small
 IDX files), ``fake_mnist`` / ``make_fake_mnist`` (four tiny IDX files under the official names
@@ -55,6 +55,7 @@ SESSION_CACHE_DIR.mkdir()
 os.environ["LENET_COURSE_DATA"] = str(SESSION_DATA_DIR)
 os.environ["XDG_CACHE_HOME"] = str(SESSION_CACHE_DIR)
 os.environ["TQDM_DISABLE"] = "1"
+os.environ["LENET_COURSE_HEADLESS"] = "1"  # lessons draw static figures, no widgets
 atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
 
 from lenet_course.data import MnistFile  # noqa: E402  (after the environment is set)

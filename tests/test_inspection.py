@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from lenet_course.data import BACKGROUND, to_tensor  # noqa: E402
 from lenet_course.inspection import (  # noqa: E402
-    PCA, Embedding, confusion_matrix, embed, fit_pca, margins, occlusion_map, occlusion_scores, perturb,
+    HEADLESS, PCA, Embedding, confusion_matrix, embed, fit_pca, interactive_frontend, margins, occlusion_map, occlusion_scores, perturb,
     plot_confusion, plot_digits, plot_embedding, plot_layers, plot_occlusion, rbf_distances, record_activations,
     worst_digits,
 )
@@ -382,3 +382,24 @@ def test_plot_confusion_embedding_and_occlusion():
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     with pytest.raises(ValueError, match="images and maps must both be"):
         plot_occlusion(x[:, 0], np.zeros((2, 28, 28)))
+
+
+# --------------------------------------------------------------------------------------------
+# Widgets only where someone can move them
+# --------------------------------------------------------------------------------------------
+
+class _Shell:
+    kernel = object()  # what an IPython kernel's shell has and a terminal's does not
+
+
+def test_widgets_are_offered_in_a_kernel_unless_the_run_is_unattended(monkeypatch):
+    import IPython
+    monkeypatch.setattr(IPython, "get_ipython", lambda: _Shell())
+    monkeypatch.delenv(HEADLESS, raising=False)
+    assert interactive_frontend()
+    monkeypatch.setenv(HEADLESS, "1")   # lenet-course run, store and the tests set it
+    assert not interactive_frontend()
+    monkeypatch.delenv(HEADLESS)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain Python, no kernel
+    assert not interactive_frontend()
+

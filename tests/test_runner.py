@@ -68,6 +68,16 @@ def test_only_parameters_a_lesson_declares_are_passed(tmp_path):
     assert [r.status for r in runs] == ["passed"]
 
 
+def test_lessons_run_unattended_show_no_widgets(tmp_path, monkeypatch):
+    monkeypatch.delenv("LENET_COURSE_HEADLESS", raising=False)  # the test session sets it too
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    _notebook(lessons / "00_widgets.ipynb", "from lenet_course.inspection import interactive_frontend\n"
+                                            "assert not interactive_frontend()")
+    runs = run_course(lessons, tmp_path / "out", html_pages=False, progress=False)
+    assert [r.status for r in runs] == ["passed"]
+
+
 def test_unknown_lesson_selection_and_empty_folder_are_clear_errors(tmp_path):
     with pytest.raises(CourseError, match="no lesson notebooks"):
         run_course(tmp_path, tmp_path / "out", progress=False)
