@@ -10,8 +10,8 @@
   and returns a tidy table, one row per run; :func:`summarize` reduces it to mean, spread, min and
   max per configuration, :func:`format_summary` prints that and :func:`plot_summary` draws it;
   :func:`compare_to_references` sets each variant against its reference.
-  Nothing is lost when a run fails: with ``results=`` each finished run is saved at once
-  (atomically) and a re-run reuses it; without, the error carries the rows finished so far.
+  Nothing is lost when a run fails: the error carries the rows finished so far, and with
+  ``results=`` each finished run is also saved at once (atomically), so a re-run reuses it.
 * :func:`gradient_norms` measures the error signal that backpropagation delivers to each layer,
   and :func:`plot_gradient_norms` draws it per layer on a log scale: the way to see the sigmoid's
   vanishing gradients.
@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from lenet_course.data import MNIST
@@ -34,7 +36,7 @@ from lenet_course.files import atomic_write
 from lenet_course.models import PAPER, LeNet5, LeNetConfig
 from lenet_course.paper import LAYER_NAMES
 from lenet_course.progress import progress_bar
-from lenet_course.training import RECIPES, TrainConfig, _loss_and_scores, _loss_name, train
+from lenet_course.training import RECIPES, TrainConfig, loss_step, train
 
 __all__ = ["Ablation", "AblationError", "ROW_FIELDS", "paper_grid", "run_ablations", "summarize",
            "compare_to_references", "format_summary", "gradient_norms", "plot_summary", "plot_gradient_norms"]
@@ -134,12 +136,20 @@ def _check_grid(grid: Sequence[Ablation], seeds: Sequence[int]) -> None:
         raise ValueError(f"seeds must be distinct ints >= 0, got {list(seeds)!r}")
 
 
-def _run_key(ablation: Ablation, seed: int, data: MNIST) -> str:
+def _data_digest(data: MNIST) -> str:
+    """SHA-256 of the images and labels: two sets of the same size from one source differ here."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _run_key(ablation: Ablation, seed: int, data_digest: str) -> str:
     """Everything a run's result depends on, as canonical JSON: the key under which it is saved."""
     return json.dumps({"model": dataclasses.asdict(ablation.model),
                        "train": dataclasses.asdict(dataclasses.replace(ablation.train, seed=seed)),
                        "distort": dataclasses.asdict(ablation.distort) if ablation.distort else None,
-                       "data": [data.source, len(data.train_labels), len(data.test_labels)]}, sort_keys=True)
+                       "data": data_digest}, sort_keys=True)
 
 
 def _load_results(path: Path) -> dict[str, dict]:
@@ -167,21 +177,22 @@ def run_ablations(grid: Sequence[Ablation], data: MNIST, seeds: Sequence[int] = 
 
     ``results``: a JSON file, rewritten atomically after every run. A run already in it (same
     configuration, seed and data) is not trained again, so an interrupted grid resumes where it
-    stopped; runs of other grids in the file are kept. Without it, a failing run raises
-    :class:`AblationError`, whose ``rows`` hold the runs finished before it.
+    stopped; runs of other grids in the file are kept. A failing run raises
+    :class:`AblationError`, whose ``rows`` hold the runs finished before it (with or without a file).
     """
     _check_grid(grid, seeds)
     if not isinstance(data, MNIST):
         raise TypeError(f"data must be an MNIST (lenet_course.data.load_mnist), got {type(data).__name__}")
     path = Path(results) if results is not None else None
     saved = _load_results(path) if path is not None else {}
+    digest = _data_digest(data) if path is not None else ""
     rows: list[dict] = []
     bar = progress_bar(total=len(grid) * len(seeds), desc="ablations", unit="run", enabled=progress)
     try:
         for ablation in grid:
             for seed in seeds:
                 bar.set_postfix_str(f"{ablation.name}, seed {seed}")
-                key = _run_key(ablation, seed, data)
+                key = _run_key(ablation, seed, digest)
                 if key not in saved:
                     try:
                         _, history = train(ablation.model, data, dataclasses.replace(ablation.train, seed=seed),
@@ -285,7 +296,7 @@ def gradient_norms(model: LeNet5, x: torch.Tensor, y: torch.Tensor, *, loss: str
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or y.shape != x.shape[:1]:
         raise ValueError(f"x must be images (N, 1, 32, 32) and y their N labels, got {getattr(x, 'shape', x)!r} "
                          f"and {getattr(y, 'shape', y)!r}")
-    step = _loss_and_scores(model, _loss_name(model, TrainConfig(loss=loss)))
+    step = loss_step(model, loss)
     outputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str):

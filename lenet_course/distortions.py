@@ -109,7 +109,7 @@ class Distort:
                              _uniform(n, self.max_shift, generator) * 2 / h], dim=1)  # (N, 2)
         # M = shear @ diag(q, 1/q) @ diag(s, s) = [[s q, k s / q], [0, s / q]]; its inverse, written out:
         inverse = torch.zeros(n, 2, 2)
-        inverse[:, 0, 0], inverse[:, 0, 1], inverse[:, 1, 1] = 1 / (s * q), -k / s, q / s
+        inverse[:, 0, 0], inverse[:, 0, 1], inverse[:, 1, 1] = 1 / (s * q), -k / (s * q), q / s
         theta = torch.cat([inverse, -(inverse @ shift[:, :, None])], dim=2)  # (N, 2, 3)
         return F.affine_grid(theta, [n, 1, h, w], align_corners=False)
 

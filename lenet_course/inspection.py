@@ -20,6 +20,7 @@ is restored. Matplotlib is imported only by the plot functions.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -91,20 +92,20 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _class_indices(values, name: str, n: int | None = None) -> np.ndarray:
-    """``values`` (numpy, torch or a list) as int64 class indices ``(N,)`` in 0..9."""
+def _class_indices(values, name: str, n: int | None = None, classes: int = N_CLASSES) -> np.ndarray:
+    """``values`` (numpy, torch or a list) as int64 class indices ``(N,)`` in 0..classes-1."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     values = np.asarray(values)
     if values.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of class indices, got shape {values.shape}")
     if values.size and not np.issubdtype(values.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer class indices 0..9, got dtype {values.dtype}"
+        raise TypeError(f"{name} must hold integer class indices 0..{classes - 1}, got dtype {values.dtype}"
                         + ("; for scores take .argmax(1) first" if np.issubdtype(values.dtype, np.floating) else ""))
     if n is not None and len(values) != n:
         raise ValueError(f"{name} must hold one class per digit: expected {n}, got {len(values)}")
-    if values.size and (values.min() < 0 or values.max() >= N_CLASSES):
-        raise ValueError(f"{name} must hold classes 0..9, got values from {values.min()} to {values.max()}")
+    if values.size and (values.min() < 0 or values.max() >= classes):
+        raise ValueError(f"{name} must hold classes 0..{classes - 1}, got values from {values.min()} to {values.max()}")
     return values.astype(np.int64)
 
 
@@ -193,16 +194,17 @@ def record_activations(model: LeNet5, images, layers: Iterable[str] | str | None
 # Mistakes: the confusion matrix and the worst digits
 # --------------------------------------------------------------------------------------------
 
-def confusion_matrix(labels, predicted) -> np.ndarray:
-    """int64 ``(10, 10)``: entry ``[i, j]`` counts the digits of class i predicted as j.
+def confusion_matrix(labels, predicted, classes: int = N_CLASSES) -> np.ndarray:
+    """int64 ``(classes, classes)``: entry ``[i, j]`` counts the examples of class i predicted as j.
 
     Rows are the true classes, columns the predictions, so the diagonal holds the correct
-    answers and each row sums to the number of digits of that class. ``labels`` and
-    ``predicted`` are integer class indices ``(N,)`` (numpy, torch or lists).
+    answers and each row sums to the number of examples of that class. ``labels`` and
+    ``predicted`` are integer class indices ``(N,)`` (numpy, torch or lists) below ``classes``
+    (10 digits by default; 4 directions of motion in lesson 10).
     """
-    labels = _class_indices(labels, "labels")
-    predicted = _class_indices(predicted, "predicted", len(labels))
-    return np.bincount(labels * N_CLASSES + predicted, minlength=N_CLASSES ** 2).reshape(N_CLASSES, N_CLASSES)
+    labels = _class_indices(labels, "labels", classes=classes)
+    predicted = _class_indices(predicted, "predicted", len(labels), classes=classes)
+    return np.bincount(labels * classes + predicted, minlength=classes ** 2).reshape(classes, classes)
 
 
 def margins(scores, labels) -> np.ndarray:
@@ -374,14 +376,14 @@ def occlusion_scores(model: LeNet5, images, targets=None, *, patch: int = 8, str
     batch_size = _positive_int(batch_size, "batch_size")
     if patch > SIZE:
         raise ValueError(f"patch must be at most the input size {SIZE}, got {patch}")
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)):
+    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (int, float, np.integer, np.floating)):
         raise TypeError(f"fill must be a number, the input value of an erased pixel, got {fill!r}")
     masks, rows, cols = _patch_masks(SIZE, patch, stride)
     masks = masks.to(x.device)
     was_training = model.training
     try:
         model.eval()
-        base = model.scores(x)                                        # (N, 10)
+        base = torch.cat([model.scores(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])  # (N, 10)
         if targets is None:
             targets = base.argmax(dim=1).cpu().numpy()
         targets = torch.as_tensor(_class_indices(targets, "targets", len(x)), device=x.device)
@@ -393,7 +395,7 @@ def occlusion_scores(model: LeNet5, images, targets=None, *, patch: int = 8, str
                                    chunk[:, None])                                  # (B, P, 1, H, W)
             scores = model.scores(occluded.flatten(0, 1)).view(len(chunk), len(masks), N_CLASSES)
             own = targets[start:start + per_batch]
-            drop = base[start:start + per_batch].gather(1, own[:, None]) - scores[torch.arange(len(chunk)), :, own]
+            drop = base[start:start + per_batch].gather(1, own[:, None]) - scores[torch.arange(len(chunk), device=x.device), :, own]
             drops.append(drop)                                                      # (B, P)
     finally:
         model.train(was_training)
@@ -491,11 +493,9 @@ def interactive_frontend() -> bool:
     """
     if os.environ.get(HEADLESS) == "1":
         return False
-    try:
-        import ipywidgets  # noqa: F401
-        from IPython import get_ipython
-    except ImportError:
+    if importlib.util.find_spec("ipywidgets") is None or importlib.util.find_spec("IPython") is None:
         return False
+    from IPython import get_ipython
     return getattr(get_ipython(), "kernel", None) is not None
 
 

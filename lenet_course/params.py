@@ -106,7 +106,7 @@ class TransferLessonParams(LessonParams):
     """Lesson 09 (transfer learning): the pretrained variant, the runs per cell, the updates per run, the device."""
     VARIANT: str = choice("paper", "paper", "modern")           # the pretrained LeNet-5 that is adapted
     SEEDS: int = bounded(2, 1, 20)                              # runs per strategy and size, seeds SEED, SEED + 1, ...
-    UPDATES: int = bounded(100, 1, 100_000)                     # optimizer updates of every run, whatever its size
+    UPDATES: int = bounded(80, 1, 100_000)                      # optimizer updates of every run, whatever its size
     DEVICE: str = choice("auto", "auto", "cpu", "cuda", "mps")  # "auto": CUDA when present, else CPU
 
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["image_grid", "class_balance", "pixel_histograms", "connection_table", "activation_curves",
-           "feature_maps", "receptive_field", "heatmap", "grouped_bars", "learning_curves"]
+           "feature_maps", "receptive_field", "heatmap", "grouped_bars", "learning_curves", "log_ticks"]
 
 
 def image_grid(images, labels: Sequence | None = None, *, cols: int = 10, title: str | None = None,
@@ -282,7 +282,7 @@ def grouped_bars(values, labels: Sequence | None = None, *, ax=None, title: str 
     return fig
 
 
-def _log_ticks(ax, suffix: str = "") -> None:
+def log_ticks(ax, suffix: str = "") -> None:
     """Label a logarithmic y axis at 1-2-5 steps inside its range (``suffix`` after each number)."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
@@ -329,7 +329,7 @@ def learning_curves(history, *, title: str | None = None):
     for ax, panel_title, ylabel, suffix in ((loss_ax, "training loss", "loss (each run's criterion)", ""),
                                             (error_ax, "error rate", "error", "%")):
         ax.set_yscale("log")
-        _log_ticks(ax, suffix)
+        log_ticks(ax, suffix)
         ax.set_title(panel_title, fontsize=9)
         ax.set_xlabel("pass over the training set", fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)

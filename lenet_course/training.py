@@ -31,7 +31,7 @@ from lenet_course.layers import SparseConv2d, Subsampling
 from lenet_course.models import LeNet5, LeNetConfig, lenet5
 from lenet_course.paper import HESSIAN_SAMPLES, MU, learning_rate
 
-__all__ = ["TrainConfig", "History", "CheckpointError", "DeviceError", "resolve_device", "prepare", "evaluate",
+__all__ = ["TrainConfig", "History", "CheckpointError", "DeviceError", "resolve_device", "prepare", "loss_step", "evaluate",
            "gauss_newton_diagonal", "SDLM", "fit", "train", "load_checkpoint", "RECIPES"]
 
 
@@ -77,7 +77,7 @@ class TrainConfig:
 class History:
     """One entry per completed pass; errors are fractions (0.0095 = 0.95%)."""
     epoch: list[int] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)         # at the start of each pass (of the first param group)
     train_loss: list[float] = field(default_factory=list)
     train_error: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
@@ -152,6 +152,12 @@ def _loss_and_scores(model: nn.Module, loss_name: str) -> Callable:
     return step
 
 
+def loss_step(model: nn.Module, loss: str = "auto") -> Callable:
+    """``(x, y) -> (loss, scores)`` for ``model``: the criterion training uses (``"auto"``: MAP for
+    an RBF output, cross-entropy for logits) and the scores, larger = more likely ``(N, classes)``."""
+    return _loss_and_scores(model, _loss_name(model, TrainConfig(loss=loss)))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "auto",
              batch_size: int = 2000) -> dict[str, float]:
@@ -161,7 +167,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = 
     """
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
-    step = _loss_and_scores(model, _loss_name(model, TrainConfig(loss=loss)))
+    step = loss_step(model, loss)
     was_training = model.training
     model.eval()
     total_loss, wrong = 0.0, 0

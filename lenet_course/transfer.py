@@ -405,7 +405,7 @@ def error_vs_size(rows: Sequence[dict], *, num_classes: int = 10, title: str | N
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator
 
-    from lenet_course.plots import _log_ticks
+    from lenet_course.plots import log_ticks
 
     summary = summarize(rows)
     if not summary:
@@ -426,7 +426,7 @@ def error_vs_size(rows: Sequence[dict], *, num_classes: int = 10, title: str | N
                 color=color, ms=3, alpha=0.6)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _log_ticks(ax, "%")
+    log_ticks(ax, "%")
     sizes = sorted({r["train_examples"] / num_classes for r in summary})
     ax.set_xticks(sizes, [f"{v:.0f}" for v in sizes])  # the sizes that were run
     ax.xaxis.set_minor_locator(NullLocator())

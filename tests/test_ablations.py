@@ -170,6 +170,9 @@ def test_a_results_file_keeps_every_run_and_is_reused(data, tmp_path, count_trai
     run_ablations(two_configs()[:1], other, [0], results=path, progress=False)
     assert len(count_training) == 6  # other data: trained again
     assert len(json.loads(path.read_text())["runs"]) == 10  # and the earlier runs are still there
+    same_size = MNIST(data.train_images[16:64], data.train_labels[16:64], data.test_images, data.test_labels, "sample")
+    run_ablations(two_configs()[:1], same_size, [0], results=path, progress=False)
+    assert len(count_training) == 7  # other digits of the same size and source: trained again
 
 
 def test_a_failing_run_loses_nothing(data, tmp_path, monkeypatch):

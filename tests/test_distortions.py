@@ -131,10 +131,12 @@ def test_scaling_and_squeezing_change_the_ink_spread():
     assert np.allclose(squeezed[:, 1] / before[:, 1], 1 / q, rtol=0.06)  # and shorter by q
 
 
-def test_shear_slants_rows_in_proportion_to_their_height():
+@pytest.mark.parametrize("others", [{}, {"squeeze": 0.3, "scale": 0.2}], ids=["shear alone", "with squeeze and scale"])
+def test_shear_slants_rows_in_proportion_to_their_height(others):
+    # M = shear @ squeeze @ scale maps a vertical bar (x = 0) to x = k y' whatever the squeeze and scale
     x = torch.full((1, 1, 32, 32), BACKGROUND)
     x[0, 0, 6:26, 15:17] = FOREGROUND  # a vertical bar
-    out = Distort(**{**STILL, "shear": 0.5})(x, gen(14))
+    out = Distort(**{**STILL, "shear": 0.5, **others})(x, gen(14))
     k = ((2 * affine_draws(1, 14)[2] - 1) * 0.5).item()
     cols = torch.arange(32.0)
     ink = out[0, 0] - BACKGROUND

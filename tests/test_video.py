@@ -1,5 +1,5 @@
 """lenet_course.video: the moving-digit clips and their labels, frame-wise LeNet-5 with temporal pooling,
-the 3-D convolution network, the small training loop, and the clip pictures."""
+the 3-D convolution network and the clip pictures (training it: tests/test_training.py)."""
 from __future__ import annotations
 
 import subprocess
@@ -308,10 +308,6 @@ def test_bad_lenet3d_inputs_raise_clear_errors(call, message, clips):
         call(clips.clips[:2])
     assert message in str(info.value)
 
-
-# --------------------------------------------------------------------------------------------
-# Training a classifier
-# --------------------------------------------------------------------------------------------
 
 # --------------------------------------------------------------------------------------------
 # Showing clips

@@ -9,7 +9,6 @@ Everything runs on small made-up tensors on the CPU; no data is loaded, nothing 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import torch
