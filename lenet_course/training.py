@@ -471,7 +471,7 @@ def fit(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], config:
                 if augment is not None:
                     xb = augment(xb, generator)
                 loss, scores = step(xb, yb)
-                opt.zero_grad(set_to_none=True)
+                model.zero_grad(set_to_none=True)  # also parameters outside param_groups
                 loss.backward()
                 opt.step()
                 if sched is not None:

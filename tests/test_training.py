@@ -253,3 +253,13 @@ def test_fit_refuses_what_only_a_lenet5_can_do(config, message):
     x, y = _separable(10, 0)
     with pytest.raises(ValueError, match="10 training inputs but 9 labels"):
         fit(nn.Linear(5, 3), (x, y[:9]), TrainConfig(epochs=1), progress=False)
+
+
+def test_fit_with_param_groups_trains_only_those():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    first, head = net[0].weight.detach().clone(), net[2].weight.detach().clone()
+    fit(net, _separable(40, 5), TrainConfig(epochs=2, batch_size=8), param_groups=[{"params": net[2].parameters()}],
+        progress=False)
+    assert torch.equal(net[0].weight, first)                # not in a group: unchanged
+    assert not torch.equal(net[2].weight, head)            # in the group: trained
